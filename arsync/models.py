@@ -1,0 +1,178 @@
+"""The local mirror: tables for connections, their grants, and the books they mirror.
+
+Every mirrored row is keyed by ``(connection_id, external_id)`` and written by upsert, so a sync
+re-run after a crash converges instead of duplicating. Money columns are :class:`Money` (exact
+Decimal) next to a currency code; datetimes are :class:`UTCDateTime` (aware).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from arsync.dbtypes import Money, UTCDateTime
+
+
+def _money(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(Money(), nullable=nullable)
+
+
+def _when(nullable: bool = True) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class Credential(SQLModel, table=True):
+    """An OAuth grant, encrypted; several Xero organisations share one."""
+
+    __tablename__ = "credentials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    access_token_enc: str
+    refresh_token_enc: str
+    access_expires_at: datetime = Field(sa_column=_when(nullable=False))
+    refresh_expires_at: datetime | None = Field(default=None, sa_column=_when())
+    #: The refresh token before the last rotation, kept for Xero's 30-minute grace window.
+    previous_refresh_token_enc: str | None = None
+    rotated_at: datetime | None = Field(default=None, sa_column=_when())
+    scope: str = ""
+    #: Bumped on every refresh; lets a worker tell whether someone else refreshed meanwhile.
+    version: int = 0
+    #: A refresh in progress holds this lease; others wait instead of racing the provider.
+    refresh_lease_until: datetime | None = Field(default=None, sa_column=_when())
+    refresh_lease_owner: str | None = None
+    dead_reason: str | None = None
+    updated_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Connection(SQLModel, table=True):
+    """One connected company: a QuickBooks realm or a Xero organisation."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("provider", "tenant_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    tenant_id: str = Field(max_length=64)
+    name: str
+    status: str = Field(default="active", max_length=20)  # active|needs_reconnect|disconnected
+    status_reason: str | None = None
+    credential_id: int | None = Field(default=None, foreign_key="credentials.id")
+    timezone: str = "UTC"
+    currency: str = Field(default="USD", max_length=3)
+    country: str = Field(default="US", max_length=2)
+    created_at: datetime = Field(sa_column=_when(nullable=False))
+    last_synced_at: datetime | None = Field(default=None, sa_column=_when())
+    #: Set when a sync had to stop early (rate budget spent); the scheduler retries after it.
+    sync_deferred_until: datetime | None = Field(default=None, sa_column=_when())
+
+
+class SyncCursor(SQLModel, table=True):
+    """How far one entity of one connection is known to be in sync."""
+
+    __tablename__ = "sync_cursors"
+
+    connection_id: int = Field(foreign_key="connections.id", primary_key=True)
+    entity: str = Field(primary_key=True, max_length=20)
+    synced_to: datetime | None = Field(default=None, sa_column=_when())
+    full_sync_started_at: datetime | None = Field(default=None, sa_column=_when())
+    updated_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("connection_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    external_id: str = Field(max_length=64)
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    currency: str | None = Field(default=None, max_length=3)
+    active: bool = True
+    deleted: bool = False
+    remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
+    seen_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "external_id"),
+        Index("ix_invoices_open", "connection_id", "status", "due_date"),
+        Index("ix_invoices_customer", "connection_id", "customer_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    external_id: str = Field(max_length=64)
+    number: str | None = None
+    customer_external_id: str = Field(max_length=64)
+    currency: str = Field(max_length=3)
+    total: Decimal = Field(sa_column=_money())
+    balance: Decimal = Field(sa_column=_money())
+    exchange_rate: Decimal | None = Field(default=None, sa_column=_money(nullable=True))
+    issue_date: date | None = None
+    due_date: date | None = None
+    status: str = Field(max_length=10)
+    billing_email: str | None = None
+    remote_version: str | None = None
+    remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
+    seen_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("connection_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    external_id: str = Field(max_length=64)
+    customer_external_id: str | None = Field(default=None, max_length=64)
+    currency: str = Field(max_length=3)
+    amount: Decimal = Field(sa_column=_money())
+    unapplied: Decimal = Field(sa_column=_money())
+    paid_on: date | None = None
+    status: str = Field(default="active", max_length=10)  # active|voided|deleted
+    remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
+    seen_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Allocation(SQLModel, table=True):
+    """Money a payment or credit note moved onto an invoice (or a payment onto a credit note)."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        Index("ix_allocations_source", "connection_id", "source_type", "source_external_id"),
+        Index("ix_allocations_target", "connection_id", "target_type", "target_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    source_type: str = Field(max_length=12)  # payment|credit_note
+    source_external_id: str = Field(max_length=64)
+    target_type: str = Field(max_length=12)  # invoice|credit_note
+    target_external_id: str = Field(max_length=64)
+    amount: Decimal = Field(sa_column=_money())
+
+
+class CreditNote(SQLModel, table=True):
+    __tablename__ = "credit_notes"
+    __table_args__ = (UniqueConstraint("connection_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    external_id: str = Field(max_length=64)
+    number: str | None = None
+    customer_external_id: str | None = Field(default=None, max_length=64)
+    currency: str = Field(max_length=3)
+    total: Decimal = Field(sa_column=_money())
+    remaining: Decimal = Field(sa_column=_money())
+    issue_date: date | None = None
+    status: str = Field(max_length=10)
+    remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
+    seen_at: datetime = Field(sa_column=_when(nullable=False))
