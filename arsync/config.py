@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from arsync.errors import ConfigError
@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     #: A connection synced longer ago than this is synced again right before anything is sent.
     freshness_minutes: int = Field(default=15, ge=0)
     sync_interval_minutes: int = Field(default=5, ge=1)
+    #: How long a worker may hold an action in ``sending``; after that it is recovered.
+    send_lease_seconds: float = Field(default=300, gt=0)
+    #: How often the worker drains the outbox (messages due now are sent on this beat).
+    drain_interval_seconds: int = Field(default=60, ge=1)
+    #: Refresh an access token this long before it expires, so no call races its expiry.
+    token_refresh_ahead_minutes: int = Field(default=10, ge=0)
 
     @field_validator("quickbooks_api_url", "quickbooks_auth_url", "quickbooks_token_url",
                      "quickbooks_revoke_url", "xero_api_url", "xero_auth_url", "xero_token_url",
@@ -132,5 +138,14 @@ def get_settings() -> Settings:
     """The process's settings (cached; ``get_settings.cache_clear()`` re-reads)."""
     try:
         return Settings()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming each bad variable, e.g. ``ARSYNC_XERO_API_URL: must be https://``."""
+    parts = []
+    for err in exc.errors():
+        name = "ARSYNC_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+        parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from arsync import registry
 from arsync.context import AppContext
 from arsync.domain import TokenSet
-from arsync.errors import InputError
+from arsync.errors import AuthError, InputError
 from arsync.models import Connection
 from arsync.tokens import new_credential
 
@@ -21,8 +21,14 @@ def connect_with_refresh_token(ctx: AppContext, provider: str, refresh_token: st
                                tenant_id: str | None = None, name: str | None = None
                                ) -> list[Connection]:
     """Exchange ``refresh_token`` at once, store the rotated grant, and add its companies."""
-    oauth = registry.oauth_client(provider, ctx.settings)
-    tokens = oauth.refresh(refresh_token)
+    # Fail on a missing key *before* the exchange: the provider rotates the token, so a grant
+    # exchanged but not storable would be lost for good.
+    ctx.vault  # noqa: B018 - evaluated for its check
+    oauth = registry.oauth_client(provider, ctx.settings, ctx.clock)
+    try:
+        tokens = oauth.refresh(refresh_token)
+    except AuthError as exc:  # the token the person gave us is no good: bad input
+        raise InputError(f"{provider} refused the refresh token: {exc}") from exc
     return add_connections(ctx, provider, tokens, tenant_id=tenant_id, name=name)
 
 
@@ -33,7 +39,7 @@ def add_connections(ctx: AppContext, provider: str, tokens: TokenSet, *,
     # The grant is stored before anything else can fail: the provider has already rotated it.
     with Session(ctx.engine, expire_on_commit=False) as s, s.begin():
         credential = new_credential(s, provider=provider, tokens=tokens, vault=ctx.vault, now=now)
-    oauth = registry.oauth_client(provider, ctx.settings)
+    oauth = registry.oauth_client(provider, ctx.settings, ctx.clock)
     tenants = oauth.list_tenants(tokens.access_token, realm_id=tenant_id)
     if tenant_id is not None:
         tenants = [t for t in tenants if t.tenant_id == tenant_id]

@@ -47,7 +47,7 @@ class AppContext:
         if conn.credential_id is None:
             raise InputError(f"connection {conn.id} has no stored grant; reconnect it")
         return StoredTokens(self.engine, self.vault,
-                            registry.oauth_client(conn.provider, self.settings),
+                            registry.oauth_client(conn.provider, self.settings, self.clock),
                             conn.credential_id, self.clock)
 
     def connector_for(self, conn: Connection) -> Connector:

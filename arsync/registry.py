@@ -23,9 +23,9 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def oauth_client(provider: str, settings: Settings) -> OAuthClient:
-    """The OAuth client of ``provider``'s app, configured from settings."""
-    return _load(PROVIDERS[provider][0])(settings)  # type: ignore[no-any-return]
+def oauth_client(provider: str, settings: Settings, clock: Clock | None = None) -> OAuthClient:
+    """The OAuth client of ``provider``'s app; token expiry times are read off ``clock``."""
+    return _load(PROVIDERS[provider][0])(settings, clock)  # type: ignore[no-any-return]
 
 
 def connector(provider: str, settings: Settings, *, tenant_id: str, tokens: TokenSource,
