@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     quickbooks_client_secret: SecretStr | None = None
     quickbooks_api_url: str = "https://quickbooks.api.intuit.com"
     quickbooks_auth_url: str = "https://appcenter.intuit.com/connect/oauth2"
-    quickbooks_token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    quickbooks_token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105
     quickbooks_revoke_url: str = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
     quickbooks_webhook_verifier: SecretStr | None = None
     #: Intuit retired minor versions below 75 on 1 Aug 2025.
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     xero_client_secret: SecretStr | None = None
     xero_api_url: str = "https://api.xero.com"
     xero_auth_url: str = "https://login.xero.com/identity/connect/authorize"
-    xero_token_url: str = "https://identity.xero.com/connect/token"
+    xero_token_url: str = "https://identity.xero.com/connect/token"  # noqa: S105
     xero_revoke_url: str = "https://identity.xero.com/connect/revocation"
     xero_webhook_key: SecretStr | None = None
     #: Calls per organisation per day kept back for urgent work (notes, pre-send freshness).
@@ -66,6 +66,8 @@ class Settings(BaseSettings):
 
     smtp_url: str | None = None
     mail_from: str | None = None
+    #: Reply-To for messages whose company has no email address of its own.
+    mail_reply_to: str | None = None
 
     #: A connection synced longer ago than this is synced again right before anything is sent.
     freshness_minutes: int = Field(default=15, ge=0)

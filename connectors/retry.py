@@ -37,7 +37,7 @@ def call_with_retries(call: Callable[[], T], *, policy: RetryPolicy,
 
     ConflictError is *not* retried here: the caller must re-read before writing again.
     """
-    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    rng = rng or random.Random()  # jitter, not cryptography
     for attempt in range(policy.attempts):
         try:
             return call()

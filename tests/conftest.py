@@ -68,10 +68,10 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     engine = make_engine(postgres_url)
-    with engine.begin() as conn:  # each test starts from an empty schema
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version, allocations, credit_notes, "
-                          "payments, invoices, customers, sync_cursors, connections, credentials "
-                          "CASCADE"))
+    schema = postgres_url.rsplit("search_path%3D", 1)[1]
+    with engine.begin() as conn:  # each test starts from an empty schema, whatever tables exist
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     upgrade(engine)
     yield engine
     engine.dispose()

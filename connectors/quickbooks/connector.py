@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,7 +28,9 @@ from arsync.config import Settings
 from arsync.domain import CompanyInfo, Entity, Record, SyncPage
 from arsync.errors import MalformedPayloadError
 from connectors.base import TokenSource
+from connectors.notes import NoteRequest, NoteResult
 from connectors.quickbooks import mapping
+from connectors.quickbooks.notes import QuickBooksNotes
 from connectors.quickbooks.transport import QuickBooksSession
 from connectors.retry import RetryPolicy, call_with_retries
 
@@ -78,6 +80,7 @@ class QuickBooksConnector:
         # python-quickbooks keeps its base URL in a class attribute; set it per instance.
         self._qb.api_url_v3 = f"{settings.quickbooks_api_url}/v3"
         self._home_currency: str | None = None
+        self._notes: QuickBooksNotes | None = None
 
     @property
     def api_calls(self) -> int:
@@ -153,6 +156,12 @@ class QuickBooksConnector:
         else:
             yield from self._incremental(oldest - OVERLAP)
 
+    def write_notes(self, notes: Sequence[NoteRequest]) -> list[NoteResult]:
+        """Write dunning notes into the invoices' PrivateNote (``connectors.quickbooks.notes``)."""
+        if self._notes is None:  # one instance, so its pacing spans calls
+            self._notes = QuickBooksNotes(self._qb, clock=self._clock, retry=self._retry)
+        return self._notes.write_notes(notes)
+
     # -- full listing -------------------------------------------------------------------------
 
     def _full(self, entities: list[Entity]) -> Iterator[SyncPage]:
@@ -165,7 +174,7 @@ class QuickBooksConnector:
                 name, where = ENTITIES[entity]
                 for k in range(per_entity):
                     pos = start + k * PAGE_SIZE
-                    queries.append((f"{entity.value}:{pos}", f"SELECT * FROM {name} {where}"
+                    queries.append((f"{entity.value}:{pos}", f"SELECT * FROM {name} {where}"  # noqa: S608 - constants only
                                     f"ORDERBY Id STARTPOSITION {pos} MAXRESULTS {PAGE_SIZE}"))
             results, server_time = self._batch(queries)
             if watermark is None:  # changes made while we list are caught by CDC from here

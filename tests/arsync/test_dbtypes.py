@@ -47,6 +47,6 @@ def test_float_money_and_naive_datetimes_are_refused(sqlite_engine: Engine) -> N
             s.commit()
     with Session(sqlite_engine) as s:
         s.add(Connection(provider="xero", tenant_id="t", name="n",
-                         created_at=datetime(2026, 1, 1)))  # noqa: DTZ001 - the point of the test
+                         created_at=datetime(2026, 1, 1)))
         with pytest.raises(Exception, match="naive"):
             s.commit()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import arsync.models  # noqa: F401 - registers the tables
 from arsync.db import alembic_config, is_current
-from alembic.script import ScriptDirectory
 
 
 def test_migrations_match_models(engine: Engine) -> None:
