@@ -159,7 +159,9 @@ class SandboxServer:
         return f"http://{host}:{port}"
 
     def start(self) -> str:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+        # A short poll interval: stop() waits for it, and tests start and stop many servers.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True,
                                         name=f"sandbox{self.url}")
         self._thread.start()
         return self.url
