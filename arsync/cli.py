@@ -191,3 +191,7 @@ def demo(no_web: Annotated[bool, typer.Option("--no-web", help="Run the story an
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+# The loop, its ledger and people's work live in their own modules, on this same app.
+from arsync import cli_ledger, cli_work  # noqa: E402,F401

@@ -68,6 +68,10 @@ class Connection(SQLModel, table=True):
     last_synced_at: datetime | None = Field(default=None, sa_column=_when())
     #: Set when a sync had to stop early (rate budget spent); the scheduler retries after it.
     sync_deferred_until: datetime | None = Field(default=None, sa_column=_when())
+    #: Pilot mode: planned messages wait for a person's approval before anything is sent.
+    pilot_mode: bool = False
+    #: The connection's own escalation policy (YAML, validated on save); None: the default.
+    policy_yaml: str | None = None
 
 
 class SyncCursor(SQLModel, table=True):
@@ -105,6 +109,7 @@ class Invoice(SQLModel, table=True):
         UniqueConstraint("connection_id", "external_id"),
         Index("ix_invoices_open", "connection_id", "status", "due_date"),
         Index("ix_invoices_customer", "connection_id", "customer_external_id"),
+        Index("ix_invoices_review", "connection_id", "status", "review_on"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -123,6 +128,9 @@ class Invoice(SQLModel, table=True):
     remote_version: str | None = None
     remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
     seen_at: datetime = Field(sa_column=_when(nullable=False))
+    #: The next local date the policy must look at this invoice's customer again; NULL means
+    #: "now" (set by every sync upsert and by anything a person records about the customer).
+    review_on: date | None = None
 
 
 class Payment(SQLModel, table=True):
@@ -176,3 +184,137 @@ class CreditNote(SQLModel, table=True):
     status: str = Field(max_length=10)
     remote_updated_at: datetime | None = Field(default=None, sa_column=_when())
     seen_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+# -- escalation: the action ledger and the records people keep ---------------------------------
+
+
+class Action(SQLModel, table=True):
+    """One planned message or task, persisted before anything is sent (the action ledger).
+
+    ``idempotency_key`` is the connection id plus the rules' key (customer, stage, channel,
+    sorted invoices, local date): the same plan inserted twice is one row. Statuses and their
+    transitions are in :mod:`arsync.ledger`.
+    """
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_actions_due", "status", "planned_for"),
+        Index("ix_actions_customer", "connection_id", "customer_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    idempotency_key: str = Field(max_length=100)
+    customer_external_id: str = Field(max_length=64)
+    #: JSON list of invoice external ids, sorted.
+    invoice_ids_json: str
+    stage: str = Field(max_length=64)
+    channel: str = Field(max_length=20)
+    kind: str = Field(max_length=10)  # message|task
+    tone: str = Field(max_length=10)
+    template: str = Field(max_length=128)
+    task_kind: str | None = Field(default=None, max_length=10)
+    recipient: str | None = None
+    status: str = Field(max_length=20)
+    #: Why the status is what it is (failed, cancelled, unknown, rejected), for people.
+    status_reason: str | None = None
+    planned_for: datetime = Field(sa_column=_when(nullable=False))
+    local_date: date
+    #: JSON of the rules' ``PlannedAction.covered`` (read back into history).
+    covered_json: str
+    #: JSON of the rules' ``reason`` (figures behind the action).
+    reason_json: str
+    explanation: str = ""
+    #: Work items: higher first (amount overdue, days late, past lateness).
+    priority: Decimal | None = Field(default=None, sa_column=_money(nullable=True))
+    outcome_json: str | None = None
+    message_id: str | None = Field(default=None, max_length=200)
+    attempts: int = 0
+    claim_owner: str | None = Field(default=None, max_length=64)
+    claim_expires_at: datetime | None = Field(default=None, sa_column=_when())
+    sent_at: datetime | None = Field(default=None, sa_column=_when())
+    completed_at: datetime | None = Field(default=None, sa_column=_when())
+    created_at: datetime = Field(sa_column=_when(nullable=False))
+    updated_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class CustomerOverride(SQLModel, table=True):
+    """A person's say on a customer: excluded from chasing, or paused until a date."""
+
+    __tablename__ = "customer_overrides"
+
+    connection_id: int = Field(foreign_key="connections.id", primary_key=True)
+    customer_external_id: str = Field(primary_key=True, max_length=64)
+    excluded: bool = False
+    paused_until: date | None = None
+    note: str | None = None
+    updated_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class InvoiceOverride(SQLModel, table=True):
+    """A person's say on one invoice: paused until a date."""
+
+    __tablename__ = "invoice_overrides"
+
+    connection_id: int = Field(foreign_key="connections.id", primary_key=True)
+    invoice_external_id: str = Field(primary_key=True, max_length=64)
+    paused_until: date | None = None
+    note: str | None = None
+    updated_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Promise(SQLModel, table=True):
+    """A promise to pay an invoice by a date; the newest one per invoice counts."""
+
+    __tablename__ = "promises"
+    __table_args__ = (Index("ix_promises_invoice", "connection_id", "invoice_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    customer_external_id: str = Field(max_length=64)
+    invoice_external_id: str = Field(max_length=64)
+    promised_on: date
+    amount: Decimal | None = Field(default=None, sa_column=_money(nullable=True))
+    action_id: int | None = Field(default=None, foreign_key="actions.id")
+    recorded_at: datetime = Field(sa_column=_when(nullable=False))
+
+
+class Dispute(SQLModel, table=True):
+    """An invoice the customer disputes; chasing it stops until resolved."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (Index("ix_disputes_invoice", "connection_id", "invoice_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    customer_external_id: str = Field(max_length=64)
+    invoice_external_id: str = Field(max_length=64)
+    reason: str
+    action_id: int | None = Field(default=None, foreign_key="actions.id")
+    opened_at: datetime = Field(sa_column=_when(nullable=False))
+    resolved_at: datetime | None = Field(default=None, sa_column=_when())
+    resolution: str | None = None
+
+
+class PaymentPlan(SQLModel, table=True):
+    """Agreed instalments for an invoice; they replace its due-date stages.
+
+    An instalment counts as paid once the invoice's balance has fallen by at least the sum of
+    the instalments up to and including it (payments are matched in date order).
+    """
+
+    __tablename__ = "payment_plans"
+    __table_args__ = (Index("ix_plans_invoice", "connection_id", "invoice_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connections.id")
+    customer_external_id: str = Field(max_length=64)
+    invoice_external_id: str = Field(max_length=64)
+    #: JSON list of {"date": ISO date, "amount": decimal string}, in date order.
+    instalments_json: str
+    balance_at_start: Decimal = Field(sa_column=_money())
+    action_id: int | None = Field(default=None, foreign_key="actions.id")
+    created_at: datetime = Field(sa_column=_when(nullable=False))
+    cancelled_at: datetime | None = Field(default=None, sa_column=_when())

@@ -8,7 +8,9 @@ resumes from there; re-applying a page is harmless (rows are keyed by connection
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,7 +60,9 @@ def _invoice_row(r: RemoteInvoice) -> dict[str, Any]:
             "total": r.total, "balance": r.balance, "exchange_rate": r.exchange_rate,
             "issue_date": r.issue_date, "due_date": r.due_date, "status": r.status.value,
             "billing_email": r.billing_email, "remote_version": r.version,
-            "remote_updated_at": r.updated_at}
+            "remote_updated_at": r.updated_at,
+            # Changed since the policy last looked: the next pass re-evaluates its customer.
+            "review_on": None}
 
 
 def _payment_row(r: RemotePayment) -> dict[str, Any]:
@@ -163,6 +167,48 @@ def load_cursors(session: Session, connection_id: int) -> dict[Entity, datetime 
     return {e: found.get(e.value) for e in Entity}
 
 
+_DONE = object()
+
+
+def prefetched(pages: Iterator[SyncPage], depth: int = 2) -> Iterator[SyncPage]:
+    """Fetch the next pages in a thread while the caller writes the current one.
+
+    The network wait and the provider's own time overlap with the database writes; pages still
+    arrive in order, and an error in the fetching thread is raised here, where it would have been.
+    """
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(_DONE)
+        except BaseException as exc:  # handed over to the consuming thread
+            box.put(exc)
+
+    worker = threading.Thread(target=produce, name="sync-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the consumer stopped early (an error while writing): let the thread end
+        worker.join(timeout=30)
+
+
 def sync_connection(engine: Engine, connection_id: int, connector: Connector, clock: Clock, *,
                     full: bool = False) -> SyncStats:
     """Sync one connection; throttling defers it (keeping what was applied), auth errors mark it."""
@@ -170,13 +216,15 @@ def sync_connection(engine: Engine, connection_id: int, connector: Connector, cl
     started = clock.now()
     with Session(engine) as session:
         cursors = load_cursors(session, connection_id)
-    stats.full = full or any(v is None for v in cursors.values())
+    listed: set[Entity] = set()
     calls_before = connector.api_calls
     try:
-        for page in connector.sync(cursors, full=full):
+        for page in prefetched(connector.sync(cursors, full=full)):
             with Session(engine) as session, session.begin():
                 n = apply_page(session, connection_id, page, run_started=started, now=clock.now())
             stats.count(page.entity, n)
+            if page.full_listing_done:
+                listed.add(page.entity)
     except RateLimitedError as exc:
         # No Retry-After: try again in a minute (the scheduler's next tick at the earliest).
         until = clock.now() + timedelta(seconds=exc.retry_after if exc.retry_after else 60)
@@ -195,6 +243,7 @@ def sync_connection(engine: Engine, connection_id: int, connector: Connector, cl
         raise
     finally:
         stats.api_calls = connector.api_calls - calls_before
+        stats.full = listed == set(Entity)  # every entity was listed from scratch
     with Session(engine) as session, session.begin():
         session.execute(update(Connection).where(Connection.id == connection_id)
                         .values(last_synced_at=started, sync_deferred_until=None))

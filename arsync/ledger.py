@@ -1,0 +1,187 @@
+"""The action ledger: plans persisted once, and every status change a conditional UPDATE.
+
+Statuses (the contract's, plus ``sending`` inside the outbox and the rules' ``done``/``rejected``)::
+
+    awaiting_approval ──approve──▶ planned ──claim──▶ sending ──▶ sent
+          │ reject ▶ rejected         │                 │  ├──▶ failed   (the sender refused)
+          └ expire ▶ cancelled        ├ ▶ cancelled     │  ├──▶ planned  (retry / proven unsent)
+                                      ├ ▶ failed        │  └──▶ unknown  (claim expired, outcome
+                                      └ ▶ done (tasks)  │                 unknowable: a person)
+    unknown ──person──▶ sent | failed
+
+A change is ``UPDATE … WHERE id = ? AND status IN (allowed sources)``: zero rows means someone
+else moved it first (or the move is illegal, which :func:`transition` then reports).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from arsync.errors import ArsyncError, InputError
+from arsync.models import Action, Invoice
+from arsync.views import covered_json
+from rules import PlannedAction, explain
+
+STATUSES = ("awaiting_approval", "planned", "sending", "sent", "failed", "cancelled", "unknown",
+            "done", "rejected")
+#: target status -> the statuses it may be reached from.
+SOURCES: dict[str, frozenset[str]] = {
+    "planned": frozenset({"awaiting_approval", "sending"}),
+    "sending": frozenset({"planned"}),
+    "sent": frozenset({"sending", "unknown"}),
+    "failed": frozenset({"planned", "sending", "unknown"}),
+    "unknown": frozenset({"sending"}),
+    "cancelled": frozenset({"planned", "awaiting_approval"}),
+    "rejected": frozenset({"awaiting_approval"}),
+    "done": frozenset({"planned"}),
+}
+
+
+class IllegalTransitionError(ArsyncError):
+    """A status change the ledger does not allow (e.g. re-sending a sent action)."""
+
+    def __init__(self, action_id: int, current: str, target: str) -> None:
+        super().__init__(f"action {action_id} is {current}; it cannot become {target}")
+        self.action_id, self.current, self.target = action_id, current, target
+
+
+def ledger_key(connection_id: int, action: PlannedAction) -> str:
+    """The ledger's unique key: the connection id plus the rules' idempotency key."""
+    return f"{connection_id}:{action.idempotency_key()}"
+
+
+def stored_reason(action: PlannedAction) -> dict[str, Any]:
+    """The rules' reason as the ledger keeps it: every figure, minus the per-line ``skipped``
+    map of stages that did not fire (most of its size, and not part of why the action happened)."""
+    reason = dict(action.reason)
+    reason["invoices"] = [{k: v for k, v in line.items() if k != "skipped"}
+                          for line in reason.get("invoices", ())]
+    return reason
+
+
+def row_values(connection_id: int, action: PlannedAction, *, status: str, recipient: str | None,
+               now: datetime, status_reason: str | None = None,
+               priority: Decimal | None = None) -> dict[str, Any]:
+    """The column values of a new ledger row for ``action``."""
+    return {
+        "connection_id": connection_id, "idempotency_key": ledger_key(connection_id, action),
+        "customer_external_id": action.customer_external_id,
+        "invoice_ids_json": json.dumps(sorted(action.invoice_external_ids)),
+        "stage": action.stage_id, "channel": action.channel, "kind": action.kind,
+        "tone": action.tone, "template": action.template, "task_kind": action.task_kind,
+        "recipient": recipient, "status": status, "status_reason": status_reason,
+        "planned_for": action.planned_for, "local_date": action.local_date,
+        "covered_json": covered_json(action.covered),
+        "reason_json": json.dumps(stored_reason(action), separators=(",", ":"), default=str),
+        "explanation": explain(action), "priority": priority, "outcome_json": None,
+        "message_id": None, "attempts": 0, "claim_owner": None, "claim_expires_at": None,
+        "sent_at": None, "completed_at": None, "created_at": now, "updated_at": now,
+    }
+
+
+def insert_once(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert ledger rows, skipping any whose key is already there; returns how many were new.
+
+    One ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING`` executemany; the count of new
+    rows comes from counting the keys before and after, inside the same transaction.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Action.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
+        index_elements=["idempotency_key"])
+    keys = [r["idempotency_key"] for r in rows]
+
+    def present() -> int:
+        total = 0
+        for i in range(0, len(keys), 500):  # stay under every driver's parameter limit
+            total += session.scalar(select(func.count()).select_from(Action).where(
+                Action.idempotency_key.in_(keys[i:i + 500]))) or 0
+        return total
+
+    before = present()
+    session.execute(stmt, rows)
+    return present() - before
+
+
+def transition(session: Session, action_id: int, target: str, *, now: datetime,
+               reason: str | None = None, expect: Iterable[str] | None = None,
+               **values: Any) -> bool:
+    """Move one action to ``target`` if its current status allows it.
+
+    Returns False when the row is in a status ``expect`` excludes (someone else got there
+    first); raises :class:`IllegalTransitionError` when the ledger forbids the move and
+    :class:`InputError` when there is no such action.
+    """
+    allowed = SOURCES[target] if expect is None else SOURCES[target] & set(expect)
+    changes: dict[str, Any] = {"status": target, "updated_at": now, **values}
+    if reason is not None:
+        changes["status_reason"] = reason
+    result = session.execute(update(Action).where(Action.id == action_id)
+                             .where(Action.status.in_(allowed)).values(**changes))  # type: ignore[attr-defined]
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    current = session.scalar(select(Action.status).where(Action.id == action_id))
+    if current is None:
+        raise InputError(f"no action with id {action_id}")
+    if current not in SOURCES[target]:
+        raise IllegalTransitionError(action_id, current, target)
+    return False
+
+
+def claim(engine: Engine, action_id: int, *, owner: str, now: datetime, lease: timedelta,
+          message_id: str) -> bool:
+    """``planned`` → ``sending`` for this worker, committed at once; False: not ours to send."""
+    with Session(engine) as session, session.begin():
+        result = session.execute(
+            update(Action).where(Action.id == action_id, Action.status == "planned")
+            .where(Action.planned_for <= now)
+            .values(status="sending", claim_owner=owner, claim_expires_at=now + lease,
+                    message_id=message_id, attempts=Action.attempts + 1, updated_at=now))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(engine: Engine, action_id: int, target: str, *, owner: str, now: datetime,
+           reason: str | None = None, **values: Any) -> bool:
+    """Leave ``sending`` (only while this worker still holds the claim)."""
+    changes: dict[str, Any] = {"status": target, "updated_at": now, "claim_owner": None,
+                               "claim_expires_at": None, **values}
+    if reason is not None:
+        changes["status_reason"] = reason
+    with Session(engine) as session, session.begin():
+        result = session.execute(update(Action).where(Action.id == action_id)
+                                 .where(Action.status == "sending", Action.claim_owner == owner)
+                                 .values(**changes))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_for_review(session: Session, connection_id: int, customer_ids: Iterable[str]) -> None:
+    """Have the next pass look at these customers again (their history or records changed)."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        session.execute(update(Invoice).where(Invoice.connection_id == connection_id)
+                        .where(Invoice.customer_external_id.in_(ids))
+                        .where(Invoice.status == "open").values(review_on=None))
+
+
+def expire_unapproved(session: Session, connection_id: int, today: Any, now: datetime) -> int:
+    """Actions still awaiting approval after their day passed are cancelled (and re-planned)."""
+    stale = list(session.execute(
+        select(Action.id, Action.customer_external_id)
+        .where(Action.connection_id == connection_id, Action.status == "awaiting_approval")
+        .where(Action.local_date < today)))
+    for action_id, _ in stale:
+        transition(session, action_id, "cancelled", now=now, expect={"awaiting_approval"},
+                   reason="not approved on its day; planned again if still due")
+    mark_for_review(session, connection_id, (c for _, c in stale))
+    return len(stale)

@@ -1,0 +1,343 @@
+"""One pass of the loop for one connection: freshness sync, evaluate, plan, drain.
+
+Only customers that need it are evaluated: each open invoice carries ``review_on``, the next
+local date anything can become due for its customer (from the rules' result: the next stage
+date, a pause or promise ending, tomorrow after an action); a sync upsert or anything a person
+records resets it to NULL ("now"). A routine pass therefore costs what is due, not the mirror's
+size; ``full=True`` (``--as-of``, ``--dry-run``) ignores the marks and evaluates every customer.
+
+What a planned action becomes in the ledger:
+
+* a message goes to the invoice's billing email first, then the customer's email (SMS: the
+  customer's phone); with no address it is recorded ``failed`` with the reason "no email
+  address", visible in ``arsync actions``, never silently dropped (``failed`` counts as an
+  attempt, so the rules move on to the next stage rather than retrying daily);
+* in pilot mode a message waits in ``awaiting_approval``; one still waiting after its local
+  day is ``cancelled`` and planned afresh if still due;
+* a task (a stage on the ``task`` channel) is a person's work item: ``planned`` while open,
+  ``done`` once completed, with a priority score (:mod:`arsync.work`); nothing leaves arsync,
+  so pilot mode does not hold tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, func, select
+from sqlmodel import Session
+
+from arsync.context import AppContext
+from arsync.ledger import expire_unapproved, insert_once, row_values
+from arsync.models import Connection, Invoice
+from arsync.outbox import DrainReport, Sender, drain_outbox, is_stale
+from arsync.queries import local_today
+from arsync.views import (
+    NEVER,
+    CustomerBundle,
+    company_of,
+    load_bundles,
+    open_customers,
+    policy_for,
+    recipient_for,
+)
+from arsync.work import late_shares, priority
+from rules import (
+    BusinessCalendar,
+    CoveredItem,
+    Decision,
+    PlannedAction,
+    Policy,
+    RuleInputError,
+    evaluate_customer,
+    explain,
+    preview,
+)
+
+log = logging.getLogger(__name__)
+
+
+_Q_OPEN = (select(Invoice.customer_external_id).distinct()
+           .where(Invoice.connection_id == bindparam("cid"), Invoice.status == "open"))
+_Q_DUE = _Q_OPEN.where((Invoice.review_on.is_(None)) | (Invoice.review_on <= bindparam("today")))
+
+
+@dataclass
+class PlanResult:
+    """What planning one connection produced."""
+
+    evaluated: int = 0
+    new: int = 0
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def next_review(decision: Decision, policy: Policy, calendar: BusinessCalendar) -> date:
+    """The next local date this customer's evaluation can come out differently by itself.
+
+    Held invoices say when their next stage falls due (or their pause or promise ends); an
+    invoice just covered by an action waits for the next more severe stage on its due-date
+    ladder (anything subtler, such as a promise or instalment ladder, is looked at tomorrow).
+    """
+    after = decision.local_date + timedelta(days=1)
+    dates: list[date] = []
+    if any(n.startswith("daily_") for n in decision.notes):
+        dates.append(after)
+    for action in decision.actions:
+        for item in action.covered:
+            other = "task" if action.kind == "message" else "message"
+            found = [d for d in (
+                _next_stage_date(item, action.kind, policy, calendar, decision.local_date),
+                # The other track has its own ladder; the decision says nothing about it here.
+                _next_stage_date(item, other, policy, calendar, decision.local_date,
+                                 any_severity=True)) if d is not None]
+            dates.append(min(found, default=NEVER))
+    for held in decision.held:
+        d = held.detail
+        if held.code == "nothing_due" and d.get("next_stage_on"):
+            dates.append(date.fromisoformat(d["next_stage_on"]))
+        elif held.code in ("invoice_paused", "customer_paused") and d.get("until"):
+            dates.append(date.fromisoformat(d["until"]) + timedelta(days=1))
+        elif held.code == "promise_pending" and d.get("promise_date"):
+            dates.append(date.fromisoformat(d["promise_date"]) + timedelta(days=1))
+        elif held.code.startswith("daily_"):
+            dates.append(after)
+    return max(after, min(dates, default=NEVER))
+
+
+def _next_stage_date(item: CoveredItem, track: str, policy: Policy,
+                     calendar: BusinessCalendar, today: date, *,
+                     any_severity: bool = False) -> date | None:
+    """When the next more severe stage (or, ``any_severity``, any later stage) on ``track`` of
+    the item's due-date ladder falls due."""
+    if item.anchor != "due_date":
+        return today + timedelta(days=1)
+    key = ("", track) if any_severity else (item.stage_id, track)
+    later = _later_due_date_stages(policy).get(key)
+    if later is None:
+        return today + timedelta(days=1)
+    dates = [d for offset, unit in later
+             if (d := calendar.shift(item.anchor_date, offset, unit)) > today]
+    return min(dates, default=None)
+
+
+_LATER: dict[int, tuple[Policy, dict[tuple[str, str], list[tuple[int, str]]]]] = {}
+
+
+def _later_due_date_stages(policy: Policy) -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """Per (stage id, track): (offset, unit) of each more severe due-date stage on that track."""
+    cached = _LATER.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    sev = {st.id: policy.severity(st.id) or 0 for st in policy.stages}
+    on_track = {"message": [st for st in policy.stages if st.message_channels],
+                "task": [st for st in policy.stages if st.has_task]}
+    table = {(st.id, track): [(o.offset, o.offset_unit) for o in stages
+                              if o.anchor == "due_date" and sev[o.id] > sev[st.id]]
+             for st in policy.stages for track, stages in on_track.items()}
+    for track, stages in on_track.items():  # "" stands for "any stage of the track"
+        table[("", track)] = [(o.offset, o.offset_unit) for o in stages if o.anchor == "due_date"]
+    _LATER[id(policy)] = (policy, table)
+    return table
+
+
+def _status_for(action: PlannedAction, conn: Connection,
+                recipient: str | None) -> tuple[str, str | None]:
+    if action.kind == "task":
+        return "planned", None  # a person's work item: nothing leaves, nothing to approve
+    if not recipient:
+        what = "phone number" if action.channel == "sms" else "email address"
+        return "failed", f"no {what}"
+    return ("awaiting_approval", None) if conn.pilot_mode else ("planned", None)
+
+
+def plan_connection(ctx: AppContext, conn: Connection, now: datetime, *, full: bool = False,
+                    dry_run: bool = False) -> PlanResult:
+    """Evaluate the customers that need it and persist their actions (once each)."""
+    cid = conn.id or 0
+    result = PlanResult()
+    policy, company = policy_for(conn), company_of(conn)
+    try:
+        calendar = BusinessCalendar.for_company(policy, company)
+    except RuleInputError as exc:
+        result.errors.append(f"connection {cid}: {exc}")
+        return result
+    today = local_today(conn, now)
+    started = ctx.clock.now()
+    with Session(ctx.engine) as s:
+        if full:
+            customers = list(s.connection().execute(_Q_OPEN, {"cid": cid}).scalars())
+        else:
+            customers = list(s.connection().execute(
+                _Q_DUE, {"cid": cid, "today": today}).scalars())
+            if not customers:
+                return result  # nothing changed and nothing became due: one indexed query
+        bundles = load_bundles(s, conn, customers)
+    rows: list[dict[str, Any]] = []
+    reviews: list[dict[str, Any]] = []
+    tasks: list[tuple[PlannedAction, CustomerBundle, dict[str, Any]]] = []
+    for bundle in bundles.values():
+        if not bundle.invoices:
+            continue
+        try:
+            decision = evaluate_customer(bundle.customer, bundle.invoices, bundle.history(),
+                                         policy, company, now=now)
+        except RuleInputError as exc:
+            result.errors.append(f"customer {bundle.customer.external_id}: {exc}")
+            continue
+        result.evaluated += 1
+        review = next_review(decision, policy, calendar)
+        for action in decision.actions:
+            recipient = recipient_for(bundle, action.invoice_external_ids, action.channel)
+            status, reason = _status_for(action, conn, recipient)
+            if status == "failed":  # a stage allowing more attempts may try again tomorrow
+                review = decision.local_date + timedelta(days=1)
+            row = row_values(cid, action, status=status, recipient=recipient, now=now,
+                             status_reason=reason)
+            rows.append(row)
+            if action.kind == "task":
+                tasks.append((action, bundle, row))
+        reviews.append({"c": bundle.customer.external_id, "d": review})
+    if tasks:
+        with Session(ctx.engine) as s:
+            shares = late_shares(s, cid, (b.customer.external_id for _, b, _ in tasks))
+        for action, bundle, row in tasks:
+            row["priority"] = priority(bundle, action.invoice_external_ids, action.local_date,
+                                       shares.get(bundle.customer.external_id, 0))
+    result.actions = [_preview_json(r) for r in rows]
+    if dry_run:
+        return result
+    with Session(ctx.engine) as s, s.begin():
+        result.new = insert_once(s, rows)
+        if reviews:
+            # Rows a sync touched after this pass began keep their NULL: looked at next time.
+            stmt = (Invoice.__table__.update()  # type: ignore[attr-defined]
+                    .where(Invoice.connection_id == cid, Invoice.status == "open")
+                    .where(Invoice.customer_external_id == bindparam("c"))
+                    .where(Invoice.seen_at <= started).values(review_on=bindparam("d")))
+            s.connection().execute(stmt, reviews)
+    return result
+
+
+def _preview_json(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return {"connection_id": row["connection_id"],
+            "customer_external_id": row["customer_external_id"],
+            "invoice_external_ids": json.loads(row["invoice_ids_json"]), "stage": row["stage"],
+            "channel": row["channel"], "recipient": row["recipient"], "status": row["status"],
+            "planned_for": row["planned_for"].isoformat(), "local_date":
+            row["local_date"].isoformat(), "reason": row["status_reason"],
+            "explanation": row["explanation"]}
+
+
+def run_pass(ctx: AppContext, connection_id: int, now: datetime, *, dry_run: bool = False,
+             full: bool = False, sender: Sender | None = None) -> dict[str, Any]:
+    """Freshness sync, evaluate, plan and drain one connection (``dry_run``: plan and report only).
+
+    A dry run writes nothing at all: no sync, no ledger rows, no review marks, nothing sent.
+    """
+    from arsync.syncing import sync_one
+
+    conn = ctx.connection(connection_id)
+    report: dict[str, Any] = {"connection_id": connection_id, "as_of": now.isoformat(),
+                              "dry_run": dry_run, "synced": False, "evaluated": 0, "planned": 0}
+    if conn.status != "active":
+        report["error"] = f"connection is {conn.status}; reconnect it"
+        return report
+    if not dry_run and is_stale(ctx, conn, now):
+        sync = sync_one(ctx, conn)
+        report["synced"] = True
+        if sync.get("error"):
+            report["error"] = f"freshness sync failed: {sync['error']}"
+            return report
+        conn = ctx.connection(connection_id)
+    if not dry_run:
+        with Session(ctx.engine) as s, s.begin():
+            report["expired"] = expire_unapproved(s, connection_id, local_today(conn, now), now)
+    plan = plan_connection(ctx, conn, now, full=full or dry_run, dry_run=dry_run)
+    report.update(evaluated=plan.evaluated, planned=len(plan.actions) if dry_run else plan.new)
+    if plan.errors:
+        report["errors"] = plan.errors
+    if dry_run:
+        report["actions"] = plan.actions
+        return report
+    drained = drain_outbox(ctx, now, sender=sender, connection_id=connection_id)
+    if drained.cancelled:
+        # Cancelled on the freshness re-check: plan what is still due, then send that.
+        again = plan_connection(ctx, ctx.connection(connection_id), now)
+        report["planned"] += again.new
+        more = drain_outbox(ctx, now, sender=sender, connection_id=connection_id)
+        drained = _merge(drained, more)
+    report["outbox"] = drained.as_json()
+    return report
+
+
+def _merge(a: DrainReport, b: DrainReport) -> DrainReport:
+    for name, values in b.__dict__.items():
+        getattr(a, name).extend(values)
+    return a
+
+
+def due_connections(ctx: AppContext, now: datetime) -> list[int]:
+    """Active connections with an open invoice changed or due for review, in one query.
+
+    ``review_on`` is a local date, so each connection's earliest mark is compared with that
+    connection's own today.
+    """
+    earliest = func.min(func.coalesce(Invoice.review_on, date.min))
+    with Session(ctx.engine) as s:
+        q = (select(Invoice.connection_id, Connection.timezone, earliest)
+             .join(Connection, Connection.id == Invoice.connection_id)
+             .where(Connection.status == "active", Invoice.status == "open")
+             .group_by(Invoice.connection_id, Connection.timezone))
+        rows = list(s.execute(q))
+    todays: dict[str, date] = {}
+    out = []
+    for cid, tz, first in rows:
+        if isinstance(first, str):  # SQLite hands back MIN() of a date column as text
+            first = date.fromisoformat(first)
+        if tz not in todays:
+            todays[tz] = now.astimezone(ZoneInfo(tz or "UTC")).date()
+        if first <= todays[tz]:
+            out.append(cid)
+    return sorted(out)
+
+
+def run_all(ctx: AppContext, now: datetime, *, connection_id: int | None = None,
+            dry_run: bool = False, full: bool = False,
+            sender: Sender | None = None) -> list[dict[str, Any]]:
+    """One pass over the named connection, or over every active one."""
+    if connection_id is not None:
+        ids = [ctx.connection(connection_id).id or 0]
+    else:
+        with Session(ctx.engine) as s:
+            ids = list(s.scalars(select(Connection.id).where(Connection.status == "active")
+                                 .order_by(Connection.id)))
+    return [run_pass(ctx, cid, now, dry_run=dry_run, full=full, sender=sender) for cid in ids]
+
+
+def preview_connection(ctx: AppContext, connection_id: int, now: datetime,
+                       days: int) -> list[dict[str, Any]]:
+    """What would go out over the next ``days`` local days if nothing changed (no writes)."""
+    conn = ctx.connection(connection_id)
+    policy, company = policy_for(conn), company_of(conn)
+    with Session(ctx.engine) as s:
+        bundles = load_bundles(s, conn, s.scalars(open_customers(connection_id)))
+    out = []
+    for bundle in bundles.values():
+        if not bundle.invoices:
+            continue
+        for a in preview(bundle.customer, bundle.invoices, bundle.history(), policy, company,
+                         now=now, horizon_days=days):
+            out.append({"connection_id": connection_id,
+                        "customer_external_id": a.customer_external_id,
+                        "invoice_external_ids": list(a.invoice_external_ids),
+                        "stage": a.stage_id, "channel": a.channel,
+                        "recipient": recipient_for(bundle, a.invoice_external_ids, a.channel),
+                        "planned_for": a.planned_for.isoformat(),
+                        "local_date": a.local_date.isoformat(), "explanation": explain(a)})
+    return sorted(out, key=lambda r: (r["planned_for"], r["customer_external_id"], r["channel"]))
