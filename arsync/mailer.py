@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import smtplib
 import socket
 import ssl
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from arsync.config import Settings
 from arsync.errors import ArsyncError, ConfigError
+from arsync.files import write_atomically
 from arsync.render import RenderedEmail
 
 log = logging.getLogger(__name__)
@@ -124,24 +123,8 @@ def eml_path(directory: Path, message_id: str) -> Path:
 
 def write_eml(msg: EmailMessage, directory: Path) -> Path:
     """Write ``msg`` atomically (temp, fsync, rename) so that "file exists" means "sent"."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = eml_path(directory, str(msg["Message-ID"]))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(msg.as_bytes(policy=SMTP))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a power cut
-    finally:
-        os.close(dir_fd)
-    return final
+    return write_atomically(eml_path(directory, str(msg["Message-ID"])),
+                            msg.as_bytes(policy=SMTP))
 
 
 class EmlMailer:

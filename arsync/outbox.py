@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from sqlmodel import Session
 
 from arsync.context import AppContext
 from arsync.errors import ArsyncError
+from arsync.files import write_atomically
 from arsync.ledger import (
     IllegalTransitionError,
     claim,
@@ -84,24 +84,7 @@ class EmlOutboxSender:
         return self.directory / (message.message_id.strip("<>").split("@", 1)[0] + ".eml")
 
     def send(self, message: OutgoingMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.path_for(message)
-        # Not ``*.eml``: a partial file left by a crash must never look like a message.
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_eml(message).encode("utf-8"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path_for(message), _eml(message).encode("utf-8"))
 
     def outcome(self, message: OutgoingMessage) -> bool | None:
         return self.path_for(message).exists()
