@@ -26,7 +26,7 @@ from quickbooks import exceptions as qbx
 from arsync.clock import Clock
 from arsync.config import Settings
 from arsync.domain import CompanyInfo, Entity, Record, SyncPage
-from arsync.errors import MalformedPayloadError
+from arsync.errors import MalformedPayloadError, TransientError
 from connectors.base import TokenSource
 from connectors.notes import NoteRequest, NoteResult
 from connectors.quickbooks import mapping
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_SIZE = 1000  # the API's maximum MAXRESULTS
+#: Consecutive pages share this many rows, so a deletion mid-listing cannot hide a record.
+PAGING_OVERLAP = 50
+PAGE_STEP = PAGE_SIZE - PAGING_OVERLAP
 BATCH_MAX_ITEMS = 30
 CDC_MAX_OBJECTS = 1000
 CDC_LOOKBACK = timedelta(days=30)
@@ -165,7 +168,17 @@ class QuickBooksConnector:
     # -- full listing -------------------------------------------------------------------------
 
     def _full(self, entities: list[Entity]) -> Iterator[SyncPage]:
+        """List ``entities`` completely, by overlapping offset pages in batch requests.
+
+        Offset paging shifts when a record is deleted mid-listing: every later row moves one
+        place left and one would fall between two pages, unseen, and then be taken for deleted
+        by the reconciliation. So consecutive pages overlap by ``PAGING_OVERLAP`` rows, and each
+        page must still contain the previous page's last row; if it does not (more deletions
+        than the overlap), the listing stops with a retryable error before anything is
+        reconciled, and the next sync lists again.
+        """
         next_start = dict.fromkeys(entities, 1)  # STARTPOSITION is 1-based
+        last_id: dict[Entity, str | None] = dict.fromkeys(entities)
         watermark: datetime | None = None
         while next_start:
             per_entity = max(1, min(self._pages_per_batch, BATCH_MAX_ITEMS // len(next_start)))
@@ -173,7 +186,7 @@ class QuickBooksConnector:
             for entity, start in next_start.items():
                 name, where = ENTITIES[entity]
                 for k in range(per_entity):
-                    pos = start + k * PAGE_SIZE
+                    pos = start + k * PAGE_STEP
                     queries.append((f"{entity.value}:{pos}", f"SELECT * FROM {name} {where}"  # noqa: S608 - constants only
                                     f"ORDERBY Id STARTPOSITION {pos} MAXRESULTS {PAGE_SIZE}"))
             results, server_time = self._batch(queries)
@@ -183,10 +196,12 @@ class QuickBooksConnector:
                 name, _ = ENTITIES[entity]
                 finished = False
                 for k in range(per_entity):
-                    key = f"{entity.value}:{next_start[entity] + k * PAGE_SIZE}"
+                    key = f"{entity.value}:{next_start[entity] + k * PAGE_STEP}"
                     rows = results.pop(key).get(name) or []
-                    if rows:
-                        yield SyncPage(entity, records=[self._to_record(entity, r) for r in rows])
+                    fresh = self._after(entity, last_id[entity], rows)
+                    if fresh:
+                        last_id[entity] = str(fresh[-1]["Id"])
+                        yield SyncPage(entity, records=[self._to_record(entity, r) for r in fresh])
                     if len(rows) < PAGE_SIZE:
                         finished = True
                         break
@@ -194,7 +209,22 @@ class QuickBooksConnector:
                     yield SyncPage(entity, cursor=watermark, full_listing_done=True)
                     del next_start[entity]
                 else:
-                    next_start[entity] += per_entity * PAGE_SIZE
+                    next_start[entity] += per_entity * PAGE_STEP
+
+    def _after(self, entity: Entity, previous: str | None,
+               rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The rows of a page that follow ``previous`` (the last row already seen)."""
+        if previous is None:
+            return rows
+        for i, row in enumerate(rows[:PAGING_OVERLAP + 1]):
+            if str(row.get("Id")) == previous:
+                return rows[i + 1:]
+        if not rows:
+            return rows  # the previous page ended the listing exactly
+        raise TransientError(
+            f"QuickBooks {ENTITIES[entity][0]} listing shifted by more than {PAGING_OVERLAP} rows "
+            "while it was read (many deletions at once); it will be listed again",
+            provider=self.provider)
 
     # -- change data capture ------------------------------------------------------------------
 

@@ -239,3 +239,47 @@ def test_payments_record_what_they_paid(qbo: QBOWorld) -> None:
     assert pay.amount == Decimal("10.00")
     assert [(a.target_type, a.target_external_id, a.amount) for a in alloc] == [
         ("invoice", target, Decimal("10.00"))]
+
+
+def _listing(qbo: QBOWorld, realm: str, delete_after_first_batch: int) -> tuple[set[str], list]:
+    """Drive a full listing one batch at a time, deleting invoices from the first page
+    between the first and the second batch request (as a person might, mid-sync)."""
+    from arsync.domain import Entity
+    from connectors.quickbooks.connector import QuickBooksConnector
+
+    [conn] = __import__("arsync.connect", fromlist=["x"]).connect_with_refresh_token(
+        qbo.ctx, "quickbooks", qbo.sandbox.mint_refresh_token(realm), tenant_id=realm)
+    connector = QuickBooksConnector(qbo.settings, tenant_id=realm, tokens=qbo.ctx.tokens_for(conn),
+                                    clock=qbo.clock, pages_per_batch=1)
+    pages = connector.sync(dict.fromkeys(Entity), full=True)
+    seen: set[str] = set()
+    done = []
+    first_batch_ids: list[str] = []
+    for page in pages:
+        if page.entity is Entity.INVOICES:
+            ids = [r.external_id for r in page.records]
+            if not first_batch_ids:
+                first_batch_ids = ids
+                victims = [i for i in editable_open_ids(qbo, realm) if i in set(ids)]
+                for victim in victims[:delete_after_first_batch]:
+                    qbo.sandbox.delete_invoice(realm, victim)
+            seen.update(ids)
+            if page.full_listing_done:
+                done.append(page)
+    return seen, done
+
+
+def test_a_deletion_mid_listing_hides_no_invoice(qbo: QBOWorld) -> None:
+    qbo.sandbox.add_company("8888", name="Shifty Co", customers=30, invoices=2500, seed=4)
+    seen, done = _listing(qbo, "8888", delete_after_first_batch=3)
+    live = set(qbo.sandbox.invoice_ids("8888", include_deleted=False))
+    assert live - seen == set(), "a live invoice fell between two pages"
+    assert len(done) == 1
+
+
+def test_a_listing_shifted_beyond_the_overlap_stops_before_reconciling(qbo: QBOWorld) -> None:
+    from arsync.errors import TransientError
+
+    qbo.sandbox.add_company("8889", name="Purge Co", customers=30, invoices=2500, seed=4)
+    with pytest.raises(TransientError, match="shifted"):
+        _listing(qbo, "8889", delete_after_first_batch=80)
