@@ -109,10 +109,21 @@ def test_full_then_incremental_requests(world: tuple[AppContext, object, SimCloc
         assert query["minorversion"] == ["75"]
         assert r.headers["Accept"] == "application/json"
     batch = json.loads(requests[3].body)["BatchItemRequest"]
+    # Pinned literally: a listing selects only what the mirror maps (no lines, no addresses).
+    selects = {
+        "Customer": "Id, SyncToken, DisplayName, CompanyName, FullyQualifiedName, "
+                    "PrimaryEmailAddr, PrimaryPhone, CurrencyRef, Active, MetaData "
+                    "FROM Customer WHERE Active IN (true, false)",
+        "Invoice": "Id, SyncToken, DocNumber, TxnDate, DueDate, TotalAmt, Balance, CurrencyRef, "
+                   "ExchangeRate, CustomerRef, BillEmail, PrivateNote, MetaData FROM Invoice",
+        "Payment": "Id, SyncToken, TotalAmt, UnappliedAmt, CustomerRef, CurrencyRef, TxnDate, "
+                   "PrivateNote, Line, MetaData FROM Payment",
+        "CreditMemo": "Id, SyncToken, DocNumber, TotalAmt, RemainingCredit, Balance, CustomerRef, "
+                      "CurrencyRef, TxnDate, PrivateNote, MetaData FROM CreditMemo",
+    }
     assert {item["Query"] for item in batch} == {
-        f"SELECT * FROM {name} {where}ORDERBY Id STARTPOSITION {pos} MAXRESULTS 1000"
-        for name, where in [("Customer", "WHERE Active IN (true, false) "), ("Invoice", ""),
-                            ("Payment", ""), ("CreditMemo", "")]
+        f"SELECT {select} ORDERBY Id STARTPOSITION {pos} MAXRESULTS 1000"
+        for select in selects.values()
         for pos in (1, 951)}  # pages of 1000 overlapping by 50
     cdc = parse_qs(urlsplit(requests[4].uri).query)
     assert cdc["entities"] == ["Customer,Invoice,Payment,CreditMemo"]
