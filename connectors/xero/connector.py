@@ -66,9 +66,11 @@ class Listing:
 LISTINGS: tuple[Listing, ...] = (
     Listing(Entity.CUSTOMERS, "get_contacts", "Contacts",
             {"include_archived": "true", "order": "ContactID ASC"}),
+    # summaryOnly: no line items, payments or credit-note arrays (most of an invoice's bytes);
+    # the mirror reads only the totals, amount due, status, dates and contact reference.
     Listing(Entity.INVOICES, "get_invoices", "Invoices",
             {"where": 'Type=="ACCREC"', "statuses": list(INVOICE_STATUSES),
-             "order": "InvoiceID ASC"}),
+             "order": "InvoiceID ASC", "summary_only": True}),
     Listing(Entity.CREDIT_NOTES, "get_credit_notes", "CreditNotes",
             {"where": 'Type=="ACCRECCREDIT"', "order": "CreditNoteID ASC"}),
     # No server-side filter: an OR over payment types is an "unoptimised" where (API_FACTS §2).

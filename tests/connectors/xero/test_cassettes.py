@@ -157,5 +157,6 @@ def test_replay_makes_exactly_the_recorded_requests(tmp_path: Path) -> None:
         q = parse_qs(urlsplit(r.uri).query)
         assert q["Statuses"] == ["DRAFT,SUBMITTED,AUTHORISED,PAID,VOIDED,DELETED"]
         assert q["where"] == ['Type=="ACCREC"']
+        assert q["summaryOnly"] == ["True"]  # no line items: the mirror reads none
     contacts = [r for r in api if r.uri.split("?")[0].endswith("/Contacts")]
     assert all(parse_qs(urlsplit(r.uri).query)["includeArchived"] == ["true"] for r in contacts)
