@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from rules._tables import tables
 from rules.views import CompanyContext, RuleInputError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class BusinessCalendar:
             if company.subdivision is not None and company.subdivision not in subdivs:
                 raise RuleInputError(f"unknown subdivision {company.subdivision!r} of {country}")
         return cls(
-            tz_name, country, company.subdivision, policy.weekday_numbers, policy.skip_holidays
+            tz_name, country, company.subdivision, tables(policy).weekdays, policy.skip_holidays
         )
 
     @property

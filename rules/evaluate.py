@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from rules._tables import tables
 from rules.actions import Decision, HeldInvoice, PlannedAction
 from rules.calendar import BusinessCalendar
 from rules.history import HistoryIndex, Track
@@ -96,7 +97,9 @@ def evaluate_customer(
             (), [HeldInvoice(i, "customer_paused", until) for i in ids], ["customer_paused"]
         )
 
-    ctx = Context(policy, calendar, customer, HistoryIndex(history.records, policy), today)
+    ctx = Context(
+        policy, calendar, customer, HistoryIndex(history.records, policy), today, tables(policy)
+    )
     picks: dict[Track, list[Pick]] = {"message": [], "task": []}
     held: list[HeldInvoice] = []
     for invoice in invoices:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Literal
 
+from rules._tables import tables
 from rules.policy import Policy
 from rules.views import (
     ATTEMPT_STATUSES,
@@ -39,6 +40,7 @@ class HistoryIndex:
             set
         )
         self._last_message: dict[str, dt.date] = {}
+        self._tried: set[tuple[str, Track]] = set()
         self._daily: dict[tuple[Track, dt.date], set[tuple[str, tuple[str, ...]]]] = defaultdict(
             set
         )
@@ -54,8 +56,9 @@ class HistoryIndex:
             self._daily[(track, record.local_date)].add((record.stage_id, ids))
         covering = record.status in COVERING_STATUSES
         attempt = record.status in ATTEMPT_STATUSES
+        severities = tables(policy).severity
         for item, anchor_date in _items(record, policy):
-            severity = policy.severity(item.stage_id)
+            severity = severities.get(item.stage_id)
             if severity is None:
                 continue  # a stage removed from the policy: its history no longer orders anything
             if covering:
@@ -65,6 +68,7 @@ class HistoryIndex:
             if attempt:
                 key = (item.invoice_external_id, track, item.stage_id, anchor_date)
                 self._attempts[key].add(record.local_date)
+                self._tried.add((item.invoice_external_id, track))
             if (covering or attempt) and track == "message":
                 inv = item.invoice_external_id
                 last = self._last_message.get(inv)
@@ -83,9 +87,10 @@ class HistoryIndex:
     def _exhaust(self, policy: Policy) -> None:
         # A stage that used up its attempts without getting through counts as done too:
         # otherwise a lesser stage would be sent in its place, de-escalating.
+        table = tables(policy)
         for (invoice_id, track, stage_id, anchor_date), dates in self._attempts.items():
-            stage = policy.stage(stage_id)
-            severity = policy.severity(stage_id)
+            stage = table.stages.get(stage_id)
+            severity = table.severity.get(stage_id)
             if stage is None or severity is None:
                 continue
             if len(dates) >= stage.conditions.max_attempts:
@@ -93,12 +98,18 @@ class HistoryIndex:
 
     def floor(self, invoice_id: str, track: Track, ladder: LadderKey) -> int | None:
         """Highest severity already covered on this ladder (None if nothing was)."""
-        values = [
-            self._floor.get((invoice_id, track, ladder)),
-            self._floor.get((invoice_id, track, _ANY)),
-        ]
-        present = [v for v in values if v is not None]
-        return max(present) if present else None
+        floors = self._floor
+        if not floors:
+            return None
+        own = floors.get((invoice_id, track, ladder))
+        anyl = floors.get((invoice_id, track, _ANY))
+        if own is None or anyl is None:
+            return anyl if own is None else own
+        return max(own, anyl)
+
+    def has_attempts(self, invoice_id: str, track: Track) -> bool:
+        """Whether any stage was tried for this invoice on this track (else attempts are 0)."""
+        return (invoice_id, track) in self._tried
 
     def attempts(self, invoice_id: str, track: Track, stage_id: str, anchor_date: dt.date) -> int:
         """On how many local days ``stage_id`` was tried for this invoice and anchor date."""
@@ -118,7 +129,7 @@ class HistoryIndex:
 def _items(record: ActionRecord, policy: Policy) -> Iterable[tuple[CoveredItem, dt.date | None]]:
     if record.covered:
         return ((item, item.anchor_date) for item in record.covered)
-    stage = policy.stage(record.stage_id)
+    stage = tables(policy).stages.get(record.stage_id)
     anchor = stage.anchor if stage is not None else "due_date"
     # No per-invoice detail: read it conservatively, as covering every anchor date.
     fallback = dt.date.min

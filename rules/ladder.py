@@ -13,8 +13,10 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
+from rules._tables import Tables
 from rules.calendar import BusinessCalendar
 from rules.history import HistoryIndex, LadderKey, Track
 from rules.policy import Conditions, Policy, Stage
@@ -67,6 +69,7 @@ class Context:
     customer: CustomerView
     history: HistoryIndex
     today: dt.date
+    tables: Tables
 
 
 def hold_reason(invoice: InvoiceView, today: dt.date) -> tuple[str, dict[str, Any]] | None:
@@ -132,57 +135,88 @@ def failed_condition(
 
 def pick(ladder: Ladder, track: Track, ctx: Context) -> tuple[Pick | None, dt.date | None]:
     """The most severe due stage of ``ladder`` on ``track``, and the next date a stage falls due."""
-    invoice, policy = ladder.invoice, ctx.policy
-    floor = ctx.history.floor(invoice.external_id, track, ladder.key)
+    invoice, history, today = ladder.invoice, ctx.history, ctx.today
+    inv_id = invoice.external_id
+    floor = history.floor(inv_id, track, ladder.key)
+    tried = history.has_attempts(inv_id, track)
+    sources = ladder.sources
     due: list[tuple[int, Stage, Source, dt.date, str]] = []
     waiting: list[tuple[int, Stage, Source, dt.date]] = []
-    skipped: dict[str, dict[str, Any]] = {}
-    for stage in policy.stages:
-        if not (stage.has_task if track == "task" else stage.message_channels):
+    # (stage id, why, detail): turned into the ``skipped`` dict only if something is picked.
+    skips: list[tuple[str, str, Any]] = []
+    next_due: dt.date | None = None
+    rows = ctx.tables.message if track == "message" else ctx.tables.task
+    for stage, sid, severity, anchor, offset, unit, delta, check_issue, cond, max_att in rows:
+        for source in sources:
+            if source.anchor == anchor:
+                break
+        else:
             continue
-        source = ladder.source_for(stage.anchor)
-        if source is None:
-            continue
-        severity = policy.severity(stage.id)
-        assert severity is not None
-        attempts = ctx.history.attempts(invoice.external_id, track, stage.id, source.anchor_date)
         if floor is not None and severity <= floor:
-            why = "already_covered" if attempts else "superseded_earlier"
-            skipped[stage.id] = {"why": why, "attempts": attempts}
+            # Attempts only matter for the reason: counted if something is picked.
+            skips.append((sid, "covered", source.anchor_date if tried else None))
             continue
-        stage_date = ctx.calendar.shift(source.anchor_date, stage.offset, stage.offset_unit)
-        if source.anchor == "due_date" and stage.offset <= 0 and stage_date <= invoice.issue_date:
+        attempts = history.attempts(inv_id, track, sid, source.anchor_date) if tried else 0
+        if delta is not None:
+            stage_date = source.anchor_date + delta
+        else:
+            stage_date = ctx.calendar.shift(source.anchor_date, offset, unit)  # type: ignore[arg-type]
+        if check_issue and stage_date <= invoice.issue_date:
             # A "due soon" note on the day the invoice itself went out would just be noise.
-            skipped[stage.id] = {"why": "before_issue_date"}
+            skips.append((sid, "before_issue_date", None))
             continue
-        failed = failed_condition(stage.conditions, invoice.currency, source.amount, ctx.customer)
-        if failed is not None:
-            skipped[stage.id] = {"why": "condition", "condition": failed}
+        if cond is not None:
+            failed = failed_condition(cond, invoice.currency, source.amount, ctx.customer)
+            if failed is not None:
+                skips.append((sid, "condition", failed))
+                continue
+        if attempts >= max_att:
+            skips.append((sid, "max_attempts", attempts))
             continue
-        if attempts >= stage.conditions.max_attempts:
-            skipped[stage.id] = {"why": "max_attempts", "attempts": attempts}
-            continue
-        if stage_date > ctx.today:
-            skipped[stage.id] = {"why": "not_due", "due_on": stage_date.isoformat()}
+        if stage_date > today:
+            skips.append((sid, "not_due", stage_date))
             waiting.append((severity, stage, source, stage_date))
+            if next_due is None or stage_date < next_due:
+                next_due = stage_date
             continue
         due.append((severity, stage, source, stage_date, "stage_due"))
     # "At least the next stage up": anything already due is that or firmer.
-    promoted = None if due else _promotion(ladder, track, ctx, waiting)
+    promoted = None
+    if not due and ladder.broken_promise is not None:
+        promoted = _promotion(ladder, track, ctx, waiting)
     if promoted is not None:
         due.append(promoted)
-        skipped.pop(promoted[1].id, None)
-    next_due = min(
-        (w[3] for w in waiting if promoted is None or w[1] is not promoted[1]), default=None
-    )
+        next_due = min((w[3] for w in waiting if w[1] is not promoted[1]), default=None)
     if not due:
         return None, next_due
-    due.sort(key=lambda d: d[0])
+    skipped: dict[str, dict[str, Any]] = {}
+    for sid, why, detail in skips:
+        if why == "not_due":
+            skipped[sid] = {"why": "not_due", "due_on": detail.isoformat()}
+        elif why == "covered":
+            attempts = 0 if detail is None else history.attempts(inv_id, track, sid, detail)
+            skipped[sid] = {
+                "why": "already_covered" if attempts else "superseded_earlier",
+                "attempts": attempts,
+            }
+        elif why == "condition":
+            skipped[sid] = {"why": "condition", "condition": detail}
+        elif why == "max_attempts":
+            skipped[sid] = {"why": "max_attempts", "attempts": detail}
+        else:
+            skipped[sid] = {"why": why}
+    if promoted is not None:
+        skipped.pop(promoted[1].id, None)
+    if len(due) > 1:
+        due.sort(key=_first)  # severities are unique within a policy
     severity, stage, source, stage_date, rule = due[-1]
     superseded = tuple(d[1].id for d in due[:-1])
     for stage_id in superseded:
         skipped[stage_id] = {"why": "superseded", "by": stage.id}
     return Pick(ladder, stage, severity, source, stage_date, rule, superseded, skipped), next_due
+
+
+_first = itemgetter(0)
 
 
 def _promotion(
