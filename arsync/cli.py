@@ -140,7 +140,8 @@ def sync(connection: ConnOpt = None,
     emit(as_json, reports, lambda: [
         f"#{r['connection_id']}: " + (f"error: {r['error']}" if r.get("error") else
                                       f"{r['customers']} customers, {r['invoices']} invoices, "
-                                      f"{r['payments']} payments, {r['credit_notes']} credit notes, "
+                                      f"{r['payments']} payments, "
+                                      f"{r['credit_notes']} credit notes, "
                                       f"{r['api_calls']} API calls")
         for r in reports])
     if any(r.get("error") for r in reports):
@@ -163,7 +164,8 @@ def invoices(connection: ConnOpt = None,
     with Session(ctx.engine) as s:
         rows = list_invoices(s, now=ctx.clock.now(), connection_id=connection, status=status)
     emit(as_json, rows, lambda: [
-        f"#{r['connection_id']} {r['number'] or r['external_id']:<12} {r['customer_name'] or '':<32}"
+        f"#{r['connection_id']} {r['number'] or r['external_id']:<12} "
+        f"{r['customer_name'] or '':<32}"
         f" {r['currency']} {r['balance']:>12} due {r['due_date']} {r['status']}"
         + (f" ({r['days_overdue']}d overdue)" if r["days_overdue"] else "") for r in rows])
 

@@ -148,6 +148,7 @@ def describe_errors(exc: ValidationError) -> str:
     """One line naming each bad variable, e.g. ``ARSYNC_XERO_API_URL: must be https://``."""
     parts = []
     for err in exc.errors():
-        name = "ARSYNC_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        name = f"ARSYNC_{loc}" if loc else "settings"
         parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)

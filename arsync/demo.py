@@ -130,7 +130,8 @@ def _summarise(ctx: AppContext, reports: list[dict[str, Any]]) -> dict[str, Any]
                          f"invoices, {report['payments']} payments, {report['credit_notes']} "
                          f"credit notes in {report['api_calls']} API calls")
             lines.append("   invoices: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-            lines.append("   open: " + ", ".join(f"{c} {v}" for c, v in entry["open_balance"].items())
+            lines.append("   open: "
+                         + ", ".join(f"{c} {v}" for c, v in entry["open_balance"].items())
                          + " · overdue: "
                          + ", ".join(f"{c} {v}" for c, v in entry["overdue_balance"].items()))
     return {"connections": out, "lines": lines}

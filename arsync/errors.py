@@ -4,9 +4,9 @@
 
     ArsyncError
     ├── ConfigError              settings are missing or wrong: fix the configuration
-    ├── InputError               bad input from a person (CLI argument, file): exit 2, change nothing
+    ├── InputError               bad input from a person (argument, file): exit 2, change nothing
     ├── ConnectorError           talking to QuickBooks or Xero went wrong
-    │   ├── AuthError            the grant is dead (invalid_grant, revoked): reconnect; never retried
+    │   ├── AuthError            the grant is dead (invalid_grant, revoked): reconnect, no retry
     │   ├── RateLimitedError     throttled (429): retry after ``retry_after`` seconds
     │   ├── TransientError       5xx, network, timeouts: retry with backoff
     │   ├── ConflictError        stale object (QuickBooks 5010): re-read, then retry

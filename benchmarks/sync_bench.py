@@ -40,7 +40,8 @@ def settings_for(provider: str, url: str, home: Path, db_url: str | None) -> Set
                  "quickbooks_client_secret": "sandbox-qbo-secret", "quickbooks_api_url": url,
                  "quickbooks_token_url": f"{url}/oauth2/v1/tokens/bearer"}
     else:
-        extra = {"xero_client_id": "sandbox-xero-client", "xero_client_secret": "sandbox-xero-secret",
+        extra = {"xero_client_id": "sandbox-xero-client",
+                 "xero_client_secret": "sandbox-xero-secret",
                  "xero_api_url": url, "xero_token_url": f"{url}/connect/token"}
     return Settings(_env_file=None, **common, **extra)  # type: ignore[call-arg]
 
@@ -58,7 +59,8 @@ def main() -> None:
         [sys.executable, str(HERE / "sandbox_process.py"), args.provider,
          "--invoices", str(args.invoices), "--customers", str(args.customers)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin and proc.stdout
+    assert proc.stdin
+    assert proc.stdout
     ready = proc.stdout.readline().split()
     if not ready or ready[0] != "READY":
         sys.exit(f"sandbox failed to start: {ready}")

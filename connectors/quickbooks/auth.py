@@ -104,7 +104,8 @@ class QuickBooksOAuth:
 
     def revoke(self, refresh_token: str) -> None:
         try:
-            resp = requests.post(self._settings.quickbooks_revoke_url, json={"token": refresh_token},
+            resp = requests.post(self._settings.quickbooks_revoke_url,
+                                 json={"token": refresh_token},
                                  auth=self._auth, headers={"Accept": "application/json"},
                                  timeout=TIMEOUT)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -120,7 +121,8 @@ class QuickBooksOAuth:
             raise InputError("a QuickBooks connection needs its realm id (--realm-id)")
         url = f"{self._settings.quickbooks_api_url}/v3/company/{realm_id}/companyinfo/{realm_id}"
         try:
-            resp = requests.get(url, params={"minorversion": self._settings.quickbooks_minor_version},
+            minor = self._settings.quickbooks_minor_version
+            resp = requests.get(url, params={"minorversion": minor},
                                 headers={"Authorization": f"Bearer {access_token}",
                                          "Accept": "application/json"}, timeout=TIMEOUT)
         except (requests.ConnectionError, requests.Timeout) as exc:

@@ -201,8 +201,9 @@ class QuickBooksConnector:
                 name, where = ENTITIES[entity]
                 for k in range(per_entity):
                     pos = start + k * PAGE_STEP
-                    queries.append((f"{entity.value}:{pos}", f"SELECT {FIELDS[entity]} FROM {name} {where}"  # noqa: S608 - constants only
-                                    f"ORDERBY Id STARTPOSITION {pos} MAXRESULTS {PAGE_SIZE}"))
+                    query = (f"SELECT {FIELDS[entity]} FROM {name} {where}"  # noqa: S608 - constants
+                             f"ORDERBY Id STARTPOSITION {pos} MAXRESULTS {PAGE_SIZE}")
+                    queries.append((f"{entity.value}:{pos}", query))
             results, server_time = self._batch(queries)
             if watermark is None:  # changes made while we list are caught by CDC from here
                 watermark = (server_time or self._clock.now()) - OVERLAP

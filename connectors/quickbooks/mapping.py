@@ -52,7 +52,8 @@ def money(value: Any, what: str) -> Decimal:
     try:
         return Decimal(value) if not isinstance(value, Decimal) else value
     except (InvalidOperation, TypeError, ValueError) as exc:
-        raise MalformedPayloadError(f"{what}: {value!r} is not an amount", provider=PROVIDER) from exc
+        raise MalformedPayloadError(f"{what}: {value!r} is not an amount",
+                                    provider=PROVIDER) from exc
 
 
 def parse_date(value: Any, what: str) -> date | None:

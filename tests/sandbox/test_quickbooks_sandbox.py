@@ -4,7 +4,7 @@ Sample payloads come from ``tests/fixtures/samples`` (see its README for sources
 answers must have their shapes.
 """
 
-# ruff: noqa: S608  (the strings built here are QuickBooks queries sent to a sandbox, not SQL)
+
 from __future__ import annotations
 
 import json

@@ -33,8 +33,8 @@ def editable_open_ids(world: QBOWorld, realm: str = REALM) -> list[str]:
     inactive, with fault 610)."""
     out = []
     for inv_id in world.sandbox.open_invoice_ids(realm):
-        customer = world.sandbox.get(realm, "Customer",
-                                     world.sandbox.get(realm, "Invoice", inv_id)["CustomerRef"]["value"])
+        ref = world.sandbox.get(realm, "Invoice", inv_id)["CustomerRef"]["value"]
+        customer = world.sandbox.get(realm, "Customer", ref)
         if customer.get("Active", True):
             out.append(inv_id)
     return out
