@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -68,6 +68,11 @@ def stored_reason(action: PlannedAction) -> dict[str, Any]:
     return reason
 
 
+#: ``json.dumps(..., separators=(",", ":"), default=str)`` with the encoder built once (``dumps``
+#: with arguments builds a new encoder on every call).
+_REASON_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def row_values(connection_id: int, action: PlannedAction, *, status: str, recipient: str | None,
                now: datetime, status_reason: str | None = None,
                priority: Decimal | None = None) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def row_values(connection_id: int, action: PlannedAction, *, status: str, recipi
         "recipient": recipient, "status": status, "status_reason": status_reason,
         "planned_for": action.planned_for, "local_date": action.local_date,
         "covered_json": covered_json(action.covered),
-        "reason_json": json.dumps(stored_reason(action), separators=(",", ":"), default=str),
+        "reason_json": _REASON_JSON.encode(stored_reason(action)),
         "explanation": explain(action), "priority": priority, "outcome_json": None,
         "message_id": None, "attempts": 0, "claim_owner": None, "claim_expires_at": None,
         "sent_at": None, "completed_at": None, "created_at": now, "updated_at": now,
@@ -91,27 +96,23 @@ def row_values(connection_id: int, action: PlannedAction, *, status: str, recipi
 def insert_once(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert ledger rows, skipping any whose key is already there; returns how many were new.
 
-    One ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING`` executemany; the count of new
-    rows comes from counting the keys before and after, inside the same transaction.
+    One ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`` sent as multi-row
+    VALUES batches: a skipped row returns nothing, so the count of new rows is the count of ids
+    returned (no counting queries before and after).
     """
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Action.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
-        index_elements=["idempotency_key"])
-    keys = [r["idempotency_key"] for r in rows]
+    stmt = _INSERT_ONCE.get(dialect)
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        table = Action.__table__  # type: ignore[attr-defined]
+        stmt = _INSERT_ONCE[dialect] = insert(table).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]).returning(table.c.id)
+    return len(session.connection().execute(stmt, rows).all())
 
-    def present() -> int:
-        total = 0
-        for i in range(0, len(keys), 500):  # stay under every driver's parameter limit
-            total += session.scalar(select(func.count()).select_from(Action).where(
-                Action.idempotency_key.in_(keys[i:i + 500]))) or 0
-        return total
 
-    before = present()
-    session.execute(stmt, rows)
-    return present() - before
+_INSERT_ONCE: dict[str, Any] = {}
 
 
 def transition(session: Session, action_id: int, target: str, *, now: datetime,

@@ -47,6 +47,7 @@ from arsync.views import (
 from arsync.work import late_shares, priority
 from rules import (
     BusinessCalendar,
+    CompanyContext,
     CoveredItem,
     Decision,
     PlannedAction,
@@ -116,12 +117,25 @@ def _next_stage_date(item: CoveredItem, track: str, policy: Policy,
     if item.anchor != "due_date":
         return today + timedelta(days=1)
     key = ("", track) if any_severity else (item.stage_id, track)
+    memo = (id(policy), calendar, today, item.anchor_date, key)
+    found = _NEXT.get(memo, _MISSING)
+    if found is not _MISSING:
+        return found  # type: ignore[return-value]
     later = _later_due_date_stages(policy).get(key)
     if later is None:
         return today + timedelta(days=1)
     dates = [d for offset, unit in later
              if (d := calendar.shift(item.anchor_date, offset, unit)) > today]
-    return min(dates, default=None)
+    if len(_NEXT) >= 100_000:  # due dates repeat across customers and connections: keep it small
+        _NEXT.clear()
+    _NEXT[memo] = result = min(dates, default=None)
+    return result
+
+
+#: Memo of :func:`_next_stage_date` (policies are cached for the process, so ``id`` is stable;
+#: :data:`_LATER` keeps each policy alive).
+_NEXT: dict[tuple[Any, ...], date | None] = {}
+_MISSING = object()
 
 
 _LATER: dict[int, tuple[Policy, dict[tuple[str, str], list[tuple[int, str]]]]] = {}
@@ -144,6 +158,23 @@ def _later_due_date_stages(policy: Policy) -> dict[tuple[str, str], list[tuple[i
     return table
 
 
+_CALENDARS: dict[tuple[Any, ...], tuple[Policy, BusinessCalendar]] = {}
+
+
+def _calendar_for(policy: Policy, company: CompanyContext) -> BusinessCalendar:
+    """``BusinessCalendar.for_company``, built once per policy and place (a pass sees thousands
+    of connections in a handful of time zones)."""
+    key = (id(policy), company.timezone, company.country, company.subdivision)
+    cached = _CALENDARS.get(key)
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    calendar = BusinessCalendar.for_company(policy, company)
+    if len(_CALENDARS) >= 1024:
+        _CALENDARS.clear()
+    _CALENDARS[key] = (policy, calendar)
+    return calendar
+
+
 def _status_for(action: PlannedAction, conn: Connection,
                 recipient: str | None) -> tuple[str, str | None]:
     if action.kind == "task":
@@ -161,23 +192,55 @@ def plan_connection(ctx: AppContext, conn: Connection, now: datetime, *, full: b
     result = PlanResult()
     policy, company = policy_for(conn), company_of(conn)
     try:
-        calendar = BusinessCalendar.for_company(policy, company)
+        calendar = _calendar_for(policy, company)
     except RuleInputError as exc:
         result.errors.append(f"connection {cid}: {exc}")
         return result
     today = local_today(conn, now)
     started = ctx.clock.now()
     with Session(ctx.engine) as s:
+        db = s.connection()
         if full:
-            customers = list(s.connection().execute(_Q_OPEN, {"cid": cid}).scalars())
+            customers = list(db.execute(_Q_OPEN, {"cid": cid}).scalars())
         else:
-            customers = list(s.connection().execute(
-                _Q_DUE, {"cid": cid, "today": today}).scalars())
+            customers = list(db.execute(_Q_DUE, {"cid": cid, "today": today}).scalars())
             if not customers:
                 return result  # nothing changed and nothing became due: one indexed query
         bundles = load_bundles(s, conn, customers)
+        rows, reviews, tasks = _plan(conn, bundles, policy, company, calendar, now, result)
+        if tasks:
+            shares = late_shares(s, cid, (b.customer.external_id for _, b, _ in tasks))
+            for action, bundle, row in tasks:
+                row["priority"] = priority(bundle, action.invoice_external_ids,
+                                           action.local_date,
+                                           shares.get(bundle.customer.external_id, 0))
+    result.actions = [_preview_json(r) for r in rows]
+    if dry_run:
+        return result
+    with Session(ctx.engine) as s, s.begin():
+        result.new = insert_once(s, rows)
+        if reviews:
+            # Rows a sync touched after this pass began keep their NULL: looked at next time.
+            # One executemany for all the connection's customers (a prebuilt statement).
+            s.connection().execute(_U_REVIEW, [
+                {"cid": cid, "started": started, "c": c, "d": d} for c, d in reviews])
+    return result
+
+
+_U_REVIEW = (Invoice.__table__.update()  # type: ignore[attr-defined]
+             .where(Invoice.connection_id == bindparam("cid"), Invoice.status == "open")
+             .where(Invoice.customer_external_id == bindparam("c"))
+             .where(Invoice.seen_at <= bindparam("started")).values(review_on=bindparam("d")))
+
+
+def _plan(conn: Connection, bundles: dict[str, CustomerBundle], policy: Policy,
+          company: Any, calendar: BusinessCalendar, now: datetime, result: PlanResult,
+          ) -> tuple[list[dict[str, Any]], list[tuple[str, date]],
+                     list[tuple[PlannedAction, CustomerBundle, dict[str, Any]]]]:
+    """Evaluate each bundle: ledger rows, (customer, review date) marks, and the task rows."""
+    cid = conn.id or 0
     rows: list[dict[str, Any]] = []
-    reviews: list[dict[str, Any]] = []
+    reviews: list[tuple[str, date]] = []
     tasks: list[tuple[PlannedAction, CustomerBundle, dict[str, Any]]] = []
     for bundle in bundles.values():
         if not bundle.invoices:
@@ -200,26 +263,8 @@ def plan_connection(ctx: AppContext, conn: Connection, now: datetime, *, full: b
             rows.append(row)
             if action.kind == "task":
                 tasks.append((action, bundle, row))
-        reviews.append({"c": bundle.customer.external_id, "d": review})
-    if tasks:
-        with Session(ctx.engine) as s:
-            shares = late_shares(s, cid, (b.customer.external_id for _, b, _ in tasks))
-        for action, bundle, row in tasks:
-            row["priority"] = priority(bundle, action.invoice_external_ids, action.local_date,
-                                       shares.get(bundle.customer.external_id, 0))
-    result.actions = [_preview_json(r) for r in rows]
-    if dry_run:
-        return result
-    with Session(ctx.engine) as s, s.begin():
-        result.new = insert_once(s, rows)
-        if reviews:
-            # Rows a sync touched after this pass began keep their NULL: looked at next time.
-            stmt = (Invoice.__table__.update()  # type: ignore[attr-defined]
-                    .where(Invoice.connection_id == cid, Invoice.status == "open")
-                    .where(Invoice.customer_external_id == bindparam("c"))
-                    .where(Invoice.seen_at <= started).values(review_on=bindparam("d")))
-            s.connection().execute(stmt, reviews)
-    return result
+        reviews.append((bundle.customer.external_id, review))
+    return rows, reviews, tasks
 
 
 def _preview_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from arsync.errors import InputError
@@ -109,10 +109,13 @@ def record_of(row: Any) -> ActionRecord:
                         status=HISTORY_STATUS.get(row.status, row.status), covered=covered)
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: dumps(...) builds one a call
+
+
 def covered_json(items: Iterable[CoveredItem]) -> str:
-    return json.dumps([{"invoice": c.invoice_external_id, "stage": c.stage_id,
-                        "anchor": c.anchor, "anchor_date": c.anchor_date.isoformat()}
-                       for c in items], separators=(",", ":"))
+    return _COMPACT_JSON.encode([{"invoice": c.invoice_external_id, "stage": c.stage_id,
+                                  "anchor": c.anchor, "anchor_date": c.anchor_date.isoformat()}
+                                 for c in items])
 
 
 def open_customers(connection_id: int) -> Select[Any]:
@@ -158,6 +161,18 @@ _Q_PAUSES = (select(InvoiceOverride.invoice_external_id, InvoiceOverride.paused_
                                  Invoice.external_id == InvoiceOverride.invoice_external_id))
              .where(InvoiceOverride.connection_id == _CID,
                     Invoice.customer_external_id.in_(_IDS)))
+#: Which of the per-connection tables hold anything for this connection, in one query: most
+#: connections have no promise, dispute, plan, pause or override, and a first pass no ledger
+#: history, so the queries for those are skipped (each costs more to issue than to answer).
+_Q_PRESENT = select(
+    exists().where(CustomerOverride.connection_id == _CID).label("overrides"),
+    exists().where(Promise.connection_id == _CID).label("promises"),
+    exists().where(Dispute.connection_id == _CID,
+                   Dispute.resolved_at.is_(None)).label("disputes"),  # type: ignore[union-attr]
+    exists().where(PaymentPlan.connection_id == _CID,
+                   PaymentPlan.cancelled_at.is_(None)).label("plans"),  # type: ignore[union-attr]
+    exists().where(InvoiceOverride.connection_id == _CID).label("pauses"),
+    exists().where(Action.connection_id == _CID).label("history"))
 #: Customers per batch of queries (keeps every IN list far below any driver's limit).
 CHUNK = 500
 
@@ -172,16 +187,22 @@ def load_bundles(session: Session, conn: Connection,
     """
     ids = sorted(set(customers))
     bundles: dict[str, CustomerBundle] = {}
+    if not ids:
+        return bundles
+    cid = conn.id or 0
+    present = session.connection().execute(_Q_PRESENT, {"cid": cid}).one()
     for i in range(0, len(ids), CHUNK):
-        bundles.update(_load_chunk(session, conn.id or 0, ids[i:i + CHUNK]))
+        bundles.update(_load_chunk(session, cid, ids[i:i + CHUNK], present))
     return bundles
 
 
-def _load_chunk(session: Session, cid: int, ids: list[str]) -> dict[str, CustomerBundle]:
+def _load_chunk(session: Session, cid: int, ids: list[str],
+                present: Any) -> dict[str, CustomerBundle]:
     params = {"cid": cid, "ids": ids}
     db = session.connection()  # Core: these are plain column reads, no ORM identity work
     bundles: dict[str, CustomerBundle] = {}
-    overrides = {r.customer_external_id: r for r in db.execute(_Q_OVERRIDES, params)}
+    overrides = ({r.customer_external_id: r for r in db.execute(_Q_OVERRIDES, params)}
+                 if present.overrides else {})
     for row in db.execute(_Q_CUSTOMERS, params):
         o = overrides.get(row.external_id)
         view = CustomerView(external_id=row.external_id, name=row.name,
@@ -192,41 +213,49 @@ def _load_chunk(session: Session, cid: int, ids: list[str]) -> dict[str, Custome
     inv_rows = list(db.execute(_Q_INVOICES, params))
     if not inv_rows:
         return bundles
-    extras = _invoice_extras(db, params)
-    for r in inv_rows:
-        bundle = bundles.get(r.customer_external_id)
+    extras = _invoice_extras(db, params, present)
+    nothing = (None, False, None, None)
+    # Plain tuple unpacking: a Row's attribute access costs more than building the view.
+    for (ext, number, customer, currency, total, balance, issued, due, billing_email,
+         rate) in inv_rows:
+        bundle = bundles.get(customer)
         if bundle is None:  # an invoice for a customer the mirror lacks: still chase it
-            bundle = bundles[r.customer_external_id] = CustomerBundle(
-                CustomerView(external_id=r.customer_external_id, name=r.customer_external_id))
-        due = r.due_date or r.issue_date
+            bundle = bundles[customer] = CustomerBundle(
+                CustomerView(external_id=customer, name=customer))
+        due = due or issued
         if due is None:
             continue  # no date to measure anything from
-        promise, disputed, plan, paused = extras.get(r.external_id, (None, False, None, None))
+        promise, disputed, plan, paused = extras.get(ext, nothing) if extras else nothing
         bundle.invoices.append(InvoiceView(
-            external_id=r.external_id, number=r.number or r.external_id, currency=r.currency,
-            total=r.total, balance=r.balance, issue_date=r.issue_date or due, due_date=due,
+            external_id=ext, number=number or ext, currency=currency,
+            total=total, balance=balance, issue_date=issued or due, due_date=due,
             status="open", paused_until=paused, disputed=disputed, promise=promise,
-            plan=_plan_view(plan, r.balance) if plan is not None else None))
-        if r.billing_email:
-            bundle.billing_emails[r.external_id] = r.billing_email
-        if r.exchange_rate:
-            bundle.exchange_rates[r.external_id] = r.exchange_rate
+            plan=_plan_view(plan, balance) if plan is not None else None))
+        if billing_email:
+            bundle.billing_emails[ext] = billing_email
+        if rate:
+            bundle.exchange_rates[ext] = rate
 
-    for row in db.execute(_Q_HISTORY, params):
+    for row in (db.execute(_Q_HISTORY, params) if present.history else ()):
         bundle = bundles.get(row.customer_external_id)
         if bundle is not None:
             bundle.records.append((row.id, record_of(row)))
     return bundles
 
 
-def _invoice_extras(db: Any, params: dict[str, Any],
+def _invoice_extras(db: Any, params: dict[str, Any], present: Any,
                     ) -> dict[str, tuple[PromiseView | None, bool, Any, date | None]]:
-    """Per invoice: newest promise, open dispute, live plan, pause (only invoices that have any)."""
-    promises = {r.invoice_external_id: PromiseView(r.promised_on, r.amount, r.recorded_at)
-                for r in db.execute(_Q_PROMISES, params)}
-    disputed = set(db.execute(_Q_DISPUTES, params).scalars())
-    plans = {p.invoice_external_id: p for p in db.execute(_Q_PLANS, params)}
-    paused = {r.invoice_external_id: r.paused_until for r in db.execute(_Q_PAUSES, params)}
+    """Per invoice: newest promise, open dispute, live plan, pause (only invoices that have any).
+
+    ``present`` says which of those tables hold anything for the connection (the others are not
+    queried)."""
+    promises = ({r.invoice_external_id: PromiseView(r.promised_on, r.amount, r.recorded_at)
+                 for r in db.execute(_Q_PROMISES, params)} if present.promises else {})
+    disputed = set(db.execute(_Q_DISPUTES, params).scalars()) if present.disputes else set()
+    plans = ({p.invoice_external_id: p for p in db.execute(_Q_PLANS, params)}
+             if present.plans else {})
+    paused = ({r.invoice_external_id: r.paused_until for r in db.execute(_Q_PAUSES, params)}
+              if present.pauses else {})
     out = {}
     for inv in set(promises) | disputed | set(plans) | set(paused):
         out[inv] = (promises.get(inv), inv in disputed, plans.get(inv), paused.get(inv))

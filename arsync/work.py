@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from arsync.errors import InputError
@@ -25,29 +25,35 @@ from arsync.views import CustomerBundle
 CENT = Decimal("0.01")
 
 
+# Built once: a pass runs it for every connection with a task to score.
+_Q_LAST_PAID = (
+    select(Invoice.customer_external_id, Invoice.due_date,
+           func.max(Payment.paid_on).label("paid_on"))
+    .join(Allocation, and_(Allocation.connection_id == Invoice.connection_id,
+                           Allocation.target_type == "invoice",
+                           Allocation.target_external_id == Invoice.external_id))
+    .join(Payment, and_(Payment.connection_id == Allocation.connection_id,
+                        Allocation.source_type == "payment",
+                        Payment.external_id == Allocation.source_external_id))
+    .where(Invoice.connection_id == bindparam("cid"), Invoice.status == "paid")
+    .where(Invoice.customer_external_id.in_(bindparam("ids", expanding=True)))
+    .group_by(Invoice.customer_external_id, Invoice.external_id, Invoice.due_date))
+
+
 def late_shares(session: Session, connection_id: int,
                 customer_ids: Iterable[str]) -> dict[str, Decimal]:
     """Per customer: the share of its paid invoices whose last payment came after the due date."""
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    last_paid = (
-        select(Invoice.customer_external_id, Invoice.due_date,
-               func.max(Payment.paid_on).label("paid_on"))
-        .join(Allocation, and_(Allocation.connection_id == Invoice.connection_id,
-                               Allocation.target_type == "invoice",
-                               Allocation.target_external_id == Invoice.external_id))
-        .join(Payment, and_(Payment.connection_id == Allocation.connection_id,
-                            Allocation.source_type == "payment",
-                            Payment.external_id == Allocation.source_external_id))
-        .where(Invoice.connection_id == connection_id, Invoice.status == "paid")
-        .where(Invoice.customer_external_id.in_(ids))
-        .group_by(Invoice.customer_external_id, Invoice.external_id, Invoice.due_date))
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for customer, due, paid_on in session.execute(last_paid):
-        counts[customer][1] += 1
-        if due is not None and paid_on is not None and paid_on > due:
-            counts[customer][0] += 1
+    db = session.connection()
+    for i in range(0, len(ids), 500):  # keep every IN list far below any driver's limit
+        for customer, due, paid_on in db.execute(_Q_LAST_PAID,
+                                                 {"cid": connection_id, "ids": ids[i:i + 500]}):
+            counts[customer][1] += 1
+            if due is not None and paid_on is not None and paid_on > due:
+                counts[customer][0] += 1
     return {c: (Decimal(late) / Decimal(total)).quantize(CENT)
             for c, (late, total) in counts.items() if total}
 
