@@ -214,8 +214,8 @@ def plan_connection(ctx: AppContext, conn: Connection, now: datetime, *, full: b
                 row["priority"] = priority(bundle, action.invoice_external_ids,
                                            action.local_date,
                                            shares.get(bundle.customer.external_id, 0))
-    result.actions = [_preview_json(r) for r in rows]
-    if dry_run:
+    if dry_run:  # the preview is only read by dry runs; a real pass reports what it inserted
+        result.actions = [_preview_json(r) for r in rows]
         return result
     with Session(ctx.engine) as s, s.begin():
         result.new = insert_once(s, rows)
