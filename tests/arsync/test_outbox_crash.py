@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,7 +60,13 @@ def _kill_loop(url: str, home: Path, kind: str, log: Path, *, kills: int, seed_:
     base_real = time.time()
     killed = 0
     for _ in range(kills):
+        before = _touched(url)
         proc = _spawn(url, home, kind, log, pause, lease, base_real)
+        # A loaded machine can take longer to start a child than the random delay below; wait
+        # until it has claimed something, so every kill lands while it is really draining.
+        deadline = time.monotonic() + 20
+        while _touched(url) == before and proc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
         proc.join(rng.uniform(0.0, 0.25))
         if proc.exitcode is None:
             os.kill(proc.pid or 0, signal.SIGKILL)  # kill -9, mid-whatever
@@ -69,6 +76,13 @@ def _kill_loop(url: str, home: Path, kind: str, log: Path, *, kills: int, seed_:
     proc.join(60)
     assert proc.exitcode == 0
     return killed
+
+
+def _touched(url: str) -> int:
+    """How many actions have left ``planned`` (claimed, sent or unknown) so far."""
+    with sqlite3.connect(url.split("///", 1)[1], timeout=30) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM actions WHERE status != 'planned'").fetchone()[0])
 
 
 @pytest.fixture
