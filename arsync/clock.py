@@ -60,7 +60,3 @@ class SimClock:
         with self._lock:
             self._now = when.astimezone(UTC)
 
-
-def utcnow() -> datetime:
-    """The wall clock's now, for the edges (CLI, web) that have no clock passed in."""
-    return datetime.now(UTC)
