@@ -318,3 +318,13 @@ class PaymentPlan(SQLModel, table=True):
     action_id: int | None = Field(default=None, foreign_key="actions.id")
     created_at: datetime = Field(sa_column=_when(nullable=False))
     cancelled_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+# Tables that live in their own modules (each imports helpers from here, so these come last).
+from arsync import (  # noqa: E402, F401 - registers their tables on SQLModel.metadata
+    models_notes,
+    models_payer,
+    models_sms,
+    models_web,
+    models_webhooks,
+)
