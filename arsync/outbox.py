@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -41,32 +41,19 @@ from arsync.ledger import (
     mark_for_review,
     transition,
 )
-from arsync.message import OutgoingMessage, message_id_for, render_interim
+from arsync.message import (
+    OutgoingMessage,
+    Sender,
+    SendError,
+    TransientSendError,
+    message_id_for,
+    render_interim,
+)
 from arsync.models import Action, Connection
 from arsync.views import company_of, invoice_lookup, load_bundles, policy_for
 from rules import Decision, evaluate_customer
 
 log = logging.getLogger(__name__)
-
-
-class SendError(ArsyncError):
-    """The sender refused the message for good (bad address, rejected): the action fails."""
-
-
-class TransientSendError(ArsyncError):
-    """The sender could not send now but certainly sent nothing: try again later."""
-
-    retryable = True
-
-
-class Sender(Protocol):
-    """Delivers rendered messages; the one boundary between the ledger and the outside."""
-
-    def send(self, message: OutgoingMessage) -> None:
-        """Deliver ``message``; raise SendError (permanent) or TransientSendError (nothing sent)."""
-
-    def outcome(self, message: OutgoingMessage) -> bool | None:
-        """After a crash: True if it was delivered, False if certainly not, None if unknowable."""
 
 
 class EmlOutboxSender:
