@@ -69,19 +69,48 @@ class Settings(BaseSettings):
     #: Reply-To for messages whose company has no email address of its own.
     mail_reply_to: str | None = None
 
+    #: A Twilio-compatible Messages API (``/2010-04-01/Accounts/{sid}/Messages.json``).
+    sms_api_url: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    #: The sending number (E.164) or alphanumeric id; a ``MG...`` Messaging Service SID is
+    #: sent as ``MessagingServiceSid`` instead of ``From``.
+    sms_from: str | None = None
+
     #: A connection synced longer ago than this is synced again right before anything is sent.
     freshness_minutes: int = Field(default=15, ge=0)
     sync_interval_minutes: int = Field(default=5, ge=1)
     #: How long a worker may hold an action in ``sending``; after that it is recovered.
     send_lease_seconds: float = Field(default=300, gt=0)
+    #: A temporary send failure (SMTP 4xx, network) is retried after a random delay up to
+    #: base * 2^(attempt-1) seconds ("full jitter"), at most the cap; after ``send_max_attempts``
+    #: tries the action fails with the last reason. Defaults: 7 retries within at most ~3 hours
+    #: (~1.5 on average), inside one send window.
+    send_retry_base_seconds: float = Field(default=120, gt=0)
+    send_retry_cap_seconds: float = Field(default=3600, gt=0)
+    send_max_attempts: int = Field(default=8, ge=1)
     #: How often the worker drains the outbox (messages due now are sent on this beat).
     drain_interval_seconds: int = Field(default=60, ge=1)
+    #: How often the worker retries webhook events not yet processed (the web app processes
+    #: each delivery right after acknowledging it; this is the safety net).
+    webhook_interval_seconds: int = Field(default=30, ge=1)
     #: Refresh an access token this long before it expires, so no call races its expiry.
     token_refresh_ahead_minutes: int = Field(default=10, ge=0)
 
+    #: Whether /signup may create organisations (turn off where users are added by the CLI).
+    web_signup_enabled: bool = True
+    #: A web session unused this long ends; one older than the maximum ends however used.
+    web_session_idle_minutes: int = Field(default=120, ge=1)
+    web_session_max_hours: int = Field(default=24, ge=1)
+    #: Sign-in throttling: this many failures within the window lock the email (the per-IP
+    #: limit is higher, since an office shares one address) until the oldest failure ages out.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+
     @field_validator("quickbooks_api_url", "quickbooks_auth_url", "quickbooks_token_url",
                      "quickbooks_revoke_url", "xero_api_url", "xero_auth_url", "xero_token_url",
-                     "xero_revoke_url")
+                     "xero_revoke_url", "sms_api_url")
     @classmethod
     def _https_unless_loopback(cls, url: str) -> str:
         scheme = urlsplit(url).scheme
@@ -91,7 +120,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
-        for name in ("secret_key", "quickbooks_client_secret", "xero_client_secret"):
+        for name in ("secret_key", "quickbooks_client_secret", "xero_client_secret",
+                     "sms_auth_token"):
             value = getattr(self, name)
             if value is not None and value.get_secret_value().lower() in PLACEHOLDERS:
                 raise ValueError(f"ARSYNC_{name.upper()} is a placeholder; set a real value")

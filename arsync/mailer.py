@@ -15,6 +15,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,12 +26,24 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from arsync.clock import Clock
 from arsync.config import Settings
 from arsync.errors import ArsyncError, ConfigError
 from arsync.files import write_atomically
+from arsync.message import (
+    OutcomeUnknownError,
+    OutgoingMessage,
+    SendError,
+    TransientSendError,
+)
 from arsync.render import RenderedEmail
 
 log = logging.getLogger(__name__)
+
+#: How messages are serialised: CRLF, and header lines up to RFC 5322's hard limit of 998. At the
+#: default 78 the email package turns any longer word into an RFC 2047 encoded-word, which
+#: mangles a long URL in ``List-Unsubscribe`` beyond what mail clients will parse.
+WIRE = SMTP.clone(max_line_length=998)
 
 
 class DeliveryError(ArsyncError):
@@ -124,11 +137,15 @@ def eml_path(directory: Path, message_id: str) -> Path:
 def write_eml(msg: EmailMessage, directory: Path) -> Path:
     """Write ``msg`` atomically (temp, fsync, rename) so that "file exists" means "sent"."""
     return write_atomically(eml_path(directory, str(msg["Message-ID"])),
-                            msg.as_bytes(policy=SMTP))
+                            msg.as_bytes(policy=WIRE))
 
 
 class EmlMailer:
-    """The local outbox used when ``ARSYNC_SMTP_URL`` is unset."""
+    """The local outbox used when ``ARSYNC_SMTP_URL`` is unset.
+
+    Each message is one file named after its Message-ID, written atomically: "the file exists"
+    means "sent", and a resend overwrites the same name instead of adding a second message.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -139,6 +156,20 @@ class EmlMailer:
 
     def outcome(self, msg: EmailMessage) -> bool | None:
         return eml_path(self.directory, str(msg["Message-ID"])).exists()
+
+    def sweep(self, older_than: float = 3600) -> int:
+        """Delete partial files a crash left behind (older than ``older_than`` seconds)."""
+        removed = 0
+        if not self.directory.is_dir():
+            return removed
+        for part in self.directory.glob(".tmp-*.part"):
+            try:
+                if time.time() - part.stat().st_mtime > older_than:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
 
 @dataclass(frozen=True)
@@ -243,7 +274,7 @@ class SmtpMailer:
                                              msg.get_all("Cc", [])]) if a]
         if not rcpts:
             raise PermanentDeliveryError("the message has no recipient")
-        data = _dot_stuff(msg.as_bytes(policy=SMTP))
+        data = _dot_stuff(msg.as_bytes(policy=WIRE))
         where = self.config.redacted()
         try:
             conn = self._connect()
@@ -304,3 +335,54 @@ def mailer_for(settings: Settings, *, ssl_context: ssl.SSLContext | None = None)
     if settings.smtp_url:
         return SmtpMailer(parse_smtp_url(settings.smtp_url), ssl_context=ssl_context)
     return EmlMailer(settings.outbox_dir)
+
+
+class MailerSender:
+    """The outbox's email :class:`~arsync.message.Sender`: a :class:`Mailer` behind it.
+
+    Builds the MIME message (:func:`build_email`; ``Date`` from the injected clock) and turns
+    delivery errors into the channel-neutral ones the outbox acts on: permanent → SendError,
+    temporary → TransientSendError, outcome unknown → OutcomeUnknownError.
+    """
+
+    def __init__(self, mailer: Mailer, clock: Clock) -> None:
+        self.mailer = mailer
+        self.clock = clock
+
+    def build(self, message: OutgoingMessage) -> EmailMessage:
+        extra = dict(message.headers)
+        reply_to = extra.pop("Reply-To", None)
+        unsubscribe = tuple(u.strip().strip("<>") for u in
+                            extra.pop("List-Unsubscribe", "").split(",") if u.strip())
+        if message.html is None:
+            raise ValueError(f"action {message.action_id}: an email needs its HTML part")
+        rendered = RenderedEmail(message.subject, message.html, message.body, (), "")
+        msg = build_email(rendered, idempotency_key=message.idempotency_key,
+                          mail_from=message.mail_from, to=message.recipient,
+                          now=self.clock.now(), reply_to=reply_to,
+                          list_unsubscribe=unsubscribe, headers=extra)
+        if str(msg["Message-ID"]) != message.message_id:
+            # The ledger stores the id it claimed with; the outcome check after a crash looks
+            # for exactly that id, so the two must never differ.
+            raise ValueError(f"action {message.action_id}: Message-ID mismatch")
+        return msg
+
+    def send(self, message: OutgoingMessage) -> None:
+        msg = self.build(message)
+        try:
+            self.mailer.send(msg)
+        except PermanentDeliveryError as exc:
+            raise SendError(str(exc)) from exc
+        except DeliveryOutcomeUnknownError as exc:
+            raise OutcomeUnknownError(str(exc)) from exc
+        except DeliveryError as exc:
+            raise TransientSendError(str(exc)) from exc
+
+    def outcome(self, message: OutgoingMessage) -> bool | None:
+        probe = EmailMessage()
+        probe["Message-ID"] = message.message_id
+        return self.mailer.outcome(probe)
+
+    def sweep(self) -> int:
+        """Clear torn ``.eml`` writes (only the file outbox has any)."""
+        return self.mailer.sweep() if isinstance(self.mailer, EmlMailer) else 0

@@ -131,6 +131,9 @@ class Invoice(SQLModel, table=True):
     #: The next local date the policy must look at this invoice's customer again; NULL means
     #: "now" (set by every sync upsert and by anything a person records about the customer).
     review_on: date | None = None
+    #: The provider's online-payment link for this invoice, cached (see ``arsync.paylinks``).
+    pay_url: str | None = None
+    pay_url_checked_at: datetime | None = Field(default=None, sa_column=_when())
 
 
 class Payment(SQLModel, table=True):
@@ -322,6 +325,7 @@ class PaymentPlan(SQLModel, table=True):
 
 # Tables that live in their own modules (each imports helpers from here, so these come last).
 from arsync import (  # noqa: E402, F401 - registers their tables on SQLModel.metadata
+    models_delivery,
     models_notes,
     models_payer,
     models_sms,

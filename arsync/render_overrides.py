@@ -16,8 +16,14 @@ from typing import Protocol
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from arsync.clock import Clock
 from arsync.errors import InputError
+from arsync.models_delivery import TemplateOverride
 from arsync.render import (
     MAX_SIZE,
     NOTE_LIMIT,
@@ -231,3 +237,40 @@ def _revalidate_others(candidate: Mapping[str, str], changed: str) -> None:
         except TemplateValidationError as exc:
             raise TemplateValidationError(
                 changed, f"would break {path}: {exc.problem}", None) from exc
+
+
+class DbTemplateStore:
+    """A :class:`TemplateStore` in the ``template_overrides`` table; ``company`` is the
+    connection id (as text). A refused save or delete changes nothing."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def overrides(self, company: str) -> dict[str, str]:
+        with Session(self.engine) as s:
+            rows = s.execute(select(TemplateOverride.path, TemplateOverride.source)
+                             .where(TemplateOverride.connection_id == int(company)))
+            return {path: source for path, source in rows}
+
+    def save(self, company: str, kind: str, name: str, source: str) -> str:
+        path = override_path(kind, name)
+        candidate = {**self.overrides(company), path: source}
+        validate_override(kind, name, source, others=candidate)
+        _revalidate_others(candidate, path)
+        with Session(self.engine) as s, s.begin():
+            row = s.get(TemplateOverride, (int(company), path))
+            if row is None:
+                s.add(TemplateOverride(connection_id=int(company), path=path, source=source,
+                                       updated_at=self.clock.now()))
+            else:
+                row.source, row.updated_at = source, self.clock.now()
+        return path
+
+    def delete(self, company: str, kind: str, name: str) -> None:
+        path = override_path(kind, name)
+        candidate = {k: v for k, v in self.overrides(company).items() if k != path}
+        _revalidate_others(candidate, path)
+        with Session(self.engine) as s, s.begin():
+            s.execute(sa_delete(TemplateOverride).where(
+                TemplateOverride.connection_id == int(company), TemplateOverride.path == path))

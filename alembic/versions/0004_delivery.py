@@ -21,8 +21,22 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('template_overrides',
+    sa.Column('connection_id', sa.Integer(), nullable=False),
+    sa.Column('path', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('updated_at', arsync.dbtypes.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], ),
+    sa.PrimaryKeyConstraint('connection_id', 'path')
+    )
+    with op.batch_alter_table('invoices', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('pay_url', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+        batch_op.add_column(sa.Column('pay_url_checked_at', arsync.dbtypes.UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('invoices', schema=None) as batch_op:
+        batch_op.drop_column('pay_url_checked_at')
+        batch_op.drop_column('pay_url')
+
+    op.drop_table('template_overrides')

@@ -20,9 +20,10 @@ from sqlmodel import Session
 from arsync.config import Settings
 from arsync.context import AppContext
 from arsync.db import make_engine
+from arsync.mailer import EmlMailer, MailerSender
 from arsync.message import OutgoingMessage
 from arsync.models import Action
-from arsync.outbox import EmlOutboxSender, drain_outbox
+from arsync.outbox import drain_outbox
 
 
 class OffsetClock:
@@ -59,9 +60,11 @@ class BlindSender:
         return None
 
 
-class SlowEmlSender(EmlOutboxSender):
-    def __init__(self, directory: Path, pause: float) -> None:
-        super().__init__(directory)
+class SlowEmlSender(MailerSender):
+    """The real email path (render, MIME, ``.eml`` outbox), slowed so kills land mid-send."""
+
+    def __init__(self, directory: Path, pause: float, clock: OffsetClock) -> None:
+        super().__init__(EmlMailer(directory), clock)
         self.pause = pause
 
     def send(self, message: OutgoingMessage) -> None:
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> int:
     engine = make_engine(url)
     ctx.__dict__["engine"] = engine
     sender = (BlindSender(Path(log), float(pause)) if kind == "blind"
-              else SlowEmlSender(Path(log), float(pause)))
+              else SlowEmlSender(Path(log), float(pause), ctx.clock))  # type: ignore[arg-type]
     while True:
         drain_outbox(ctx, ctx.clock.now(), sender=sender)
         with Session(engine) as s:

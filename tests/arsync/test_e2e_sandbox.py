@@ -12,6 +12,8 @@ import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.parser import BytesParser
+from email.policy import default
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +26,6 @@ from arsync.config import Settings
 from arsync.connect import connect_with_refresh_token
 from arsync.context import AppContext
 from arsync.models import Action
-from arsync.outbox import EmlOutboxSender
 from arsync.passes import run_pass
 from arsync.sandbox._http import SandboxServer
 from arsync.sandbox.quickbooks import QuickBooksSandbox
@@ -63,13 +64,12 @@ def test_ninety_days_of_the_loop_against_the_sandbox(tmp_path: Path) -> None:
         [conn] = connect_with_refresh_token(ctx, "quickbooks", sandbox.mint_refresh_token(REALM),
                                             tenant_id=REALM)
         assert conn.timezone == "America/New_York"
-        sender = EmlOutboxSender(ctx.settings.outbox_dir)
         for day in range(90):
             now = START + timedelta(days=day)
             clock.set(now)
             for invoice, amount in payments.get(now.date(), []):
                 sandbox.record_payment(REALM, inv[invoice], amount)
-            report = run_pass(ctx, conn.id or 0, now, sender=sender)
+            report = run_pass(ctx, conn.id or 0, now)  # the configured senders: .eml outbox
             assert "error" not in report, report
             assert report["synced"]  # a day-old mirror is always refreshed first
 
@@ -109,5 +109,14 @@ def test_ninety_days_of_the_loop_against_the_sandbox(tmp_path: Path) -> None:
     assert max(per_day.values()) == 1
     files = list(ctx.settings.outbox_dir.glob("*.eml"))
     assert len(files) == len(messages)
-    assert any("North Works LLC" in f.read_text() and "USD 200.00" in f.read_text()
-               for f in files)  # the partial payment shows in the overdue_7 message
+    texts = [_text_part(f) for f in files]
+    assert any("North Works LLC" in t and "$200.00" in t
+               for t in texts)  # the partial payment shows in the overdue_7 message
+    assert all(f"{ctx.settings.public_url}/pay/" in t for t in texts)  # the payer page link
+
+
+def _text_part(path: Path) -> str:
+    msg = BytesParser(policy=default).parsebytes(path.read_bytes())
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())

@@ -12,9 +12,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from arsync.compose import sender_address
 from arsync.ledger import IllegalTransitionError, insert_once, transition
+from arsync.mailer import EmlMailer, MailerSender, message_id_for
+from arsync.message import OutgoingMessage
 from arsync.models import Action, Invoice, Promise
-from arsync.outbox import EmlOutboxSender, drain_outbox
+from arsync.outbox import drain_outbox
 from arsync.passes import plan_connection, run_pass
 from tests.arsync.ledger_world import NOW, RecordingSender, context_on, seed
 from tests.factories import make_customer, make_invoice, pay_invoice
@@ -55,7 +58,9 @@ def test_one_message_per_customer_lists_all_due_invoices(engine: Engine, tmp_pat
     assert msg.recipient == "ap1@example.com"
     assert "I1a" in msg.body
     assert "I1b" in msg.body
-    assert "USD 40.50" in msg.body
+    assert "$40.50" in msg.body  # Babel, the company's locale (en_US)
+    assert "$140.50" in msg.body  # the total
+    assert msg.html is not None and "I1a" in msg.html
     [row] = _actions(engine)
     assert (row.status, row.stage, json.loads(row.invoice_ids_json)) == (
         "sent", "overdue_14", ["I1a", "I1b"])
@@ -175,25 +180,27 @@ def test_eml_sender_settles_a_crash_from_the_file(engine: Engine, tmp_path: Path
     ctx = context_on(engine, tmp_path, send_lease_seconds=60)
     conn = seed(engine, customers=2)
     plan_connection(ctx, conn, NOW, full=True)
-    sender = EmlOutboxSender(tmp_path / "outbox")
+    sender = MailerSender(EmlMailer(tmp_path / "outbox"), ctx.clock)
     first, second = _actions(engine)
     # Both claimed by a worker that died: it had written the first file, not the second.
-    from arsync.message import message_id_for
-    from arsync.outbox import OutgoingMessage
-
+    mail_from = sender_address(None, conn.name, conn.tenant_id)
     for row in (first, second):
         with Session(engine) as s, s.begin():
             s.execute(update(Action).where(Action.id == row.id).values(
                 status="sending", claim_owner="dead", message_id=message_id_for(
-                    row.idempotency_key), claim_expires_at=NOW + timedelta(seconds=1)))
-    sender.send(OutgoingMessage(first.id or 0, message_id_for(first.idempotency_key), "email",
-                                "ap1@example.com", "x@y", "s", "b"))
+                    row.idempotency_key, mail_from), claim_expires_at=NOW + timedelta(seconds=1)))
+    sender.send(OutgoingMessage(first.id or 0, message_id_for(first.idempotency_key, mail_from),
+                                "email", "ap1@example.com", mail_from, "s", "b", html="<p>b</p>",
+                                idempotency_key=first.idempotency_key))
     report = drain_outbox(ctx, NOW + timedelta(seconds=2), sender=sender)
     assert report.sent.count(first.id) == 1
     assert report.retried == [second.id]
     assert report.sent.count(second.id) == 1  # proven unsent, so sent now, once
     assert {r.status for r in _actions(engine)} == {"sent"}
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(files) == 2
+    # The first file is the dead worker's (not overwritten); the second a full rendered message.
+    assert sum("Subject: s" in f.read_text() for f in files) == 1
 
 
 def test_illegal_transitions_are_refused(engine: Engine, tmp_path: Path) -> None:

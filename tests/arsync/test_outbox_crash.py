@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from arsync.mailer import EmlMailer, eml_path
 from arsync.models import Action
 from arsync.passes import plan_connection
 from tests.arsync import drain_proc
@@ -103,12 +104,12 @@ def test_kill_9_with_the_eml_outbox_sends_everything_exactly_once(
     assert set(statuses.values()) == {"sent"}
     files = sorted(outbox.glob("*.eml"))
     assert len(files) == 40  # torn writes a kill left behind are .part files, never messages
-    assert all(f.name.startswith("arsync-") for f in files)
+    with Session(engine) as s:
+        named = {eml_path(outbox, a.message_id or "").name for a in s.scalars(select(Action))}
+    assert {f.name for f in files} == named  # one file per action, named by its Message-ID
     partial = list(outbox.glob(".tmp-*.part"))
     if partial:  # swept by the next drain once they are old enough
-        from arsync.outbox import EmlOutboxSender
-
-        assert EmlOutboxSender(outbox).sweep(older_than=0) == len(partial)
+        assert EmlMailer(outbox).sweep(older_than=0) == len(partial)
     headers = Counter(line for f in files for line in f.read_text().splitlines()
                       if line.startswith(("Message-ID:", "X-Arsync-Action:")))
     assert len(headers) == 80
