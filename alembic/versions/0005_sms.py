@@ -21,8 +21,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('sms_opt_outs',
+    sa.Column('connection_id', sa.Integer(), nullable=False),
+    sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('opted_out_at', arsync.dbtypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('opted_in_at', arsync.dbtypes.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('updated_at', arsync.dbtypes.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], ),
+    sa.PrimaryKeyConstraint('connection_id', 'number')
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('sms_opt_outs')

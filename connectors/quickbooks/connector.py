@@ -42,6 +42,8 @@ PAGE_SIZE = 1000  # the API's maximum MAXRESULTS
 PAGING_OVERLAP = 50
 PAGE_STEP = PAGE_SIZE - PAGING_OVERLAP
 BATCH_MAX_ITEMS = 30
+#: Ids per ``Id IN (...)`` query of a targeted refresh (keeps each query short).
+CHANGED_IDS_PER_QUERY = 100
 CDC_MAX_OBJECTS = 1000
 CDC_LOOKBACK = timedelta(days=30)
 #: Re-read this much before the cursor: LastUpdatedTime is not strictly monotonic across writers.
@@ -178,6 +180,77 @@ class QuickBooksConnector:
         if self._notes is None:  # one instance, so its pacing spans calls
             self._notes = QuickBooksNotes(self._qb, clock=self._clock, retry=self._retry)
         return self._notes.write_notes(notes)
+
+    def fetch_changed(self, entity: Entity, ids: Sequence[str]) -> SyncPage:
+        """The current state of just these records (a webhook's targeted refresh).
+
+        ``Id IN (...)`` queries, up to 30 of them in one batch request; an id the query does not
+        return has left the books (deleted or merged away), so it is reported as deleted.
+        """
+        wanted = sorted({str(i) for i in ids if str(i).isdigit()}, key=int)  # Ids are numeric
+        if len(wanted) != len(set(map(str, ids))):
+            log.warning("realm %s: ignoring non-numeric %s ids in a change notice",
+                        self.realm_id, entity.value)
+        name, where = ENTITIES[entity]
+        rows: list[Mapping[str, Any]] = []
+        chunks = [wanted[i:i + CHANGED_IDS_PER_QUERY]
+                  for i in range(0, len(wanted), CHANGED_IDS_PER_QUERY)]
+        for first in range(0, len(chunks), BATCH_MAX_ITEMS):
+            queries = []
+            for n, chunk in enumerate(chunks[first:first + BATCH_MAX_ITEMS]):
+                listed = ", ".join(f"'{i}'" for i in chunk)
+                cond = f"{where}AND Id IN ({listed}) " if where else f"WHERE Id IN ({listed}) "
+                queries.append((f"ids:{n}", f"SELECT {FIELDS[entity]} FROM {name} "  # noqa: S608
+                                            f"{cond}MAXRESULTS {PAGE_SIZE}"))
+            results, _ = self._batch(queries)
+            for bid, _query in queries:
+                rows.extend(results[bid].get(name) or [])
+        found = {str(r.get("Id")) for r in rows}
+        return SyncPage(entity, records=[self._to_record(entity, r) for r in rows],
+                        deleted_ids=[i for i in wanted if i not in found])
+
+    # -- one invoice: pay link and email (arsync.paylinks, arsync.provider_email) -------------
+
+    def read_invoice(self, invoice_id: str, *, pay_link: bool = False) -> Mapping[str, Any]:
+        """The invoice as QuickBooks has it now (with ``InvoiceLink`` when asked and offered)."""
+        # include=invoiceLink needs minorversion >= 36; the client always sends 75 or more.
+        params = {"include": "invoiceLink"} if pay_link else None
+        resp = self._call(lambda: self._qb.get_single_object("Invoice", invoice_id, params=params),
+                          "QuickBooks invoice read")
+        invoice = resp.get("Invoice") if isinstance(resp, Mapping) else None
+        if not isinstance(invoice, Mapping):
+            raise MalformedPayloadError(f"QuickBooks invoice {invoice_id} read without an Invoice",
+                                        provider=self.provider)
+        return invoice
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """The invoice's shareable pay link, or None where QuickBooks offers none.
+
+        QuickBooks returns ``InvoiceLink`` only with online payments on, an invoice that accepts
+        them and a customer with an email address; otherwise the field is simply absent.
+        """
+        link = self.read_invoice(invoice_id, pay_link=True).get("InvoiceLink")
+        return str(link) if link else None
+
+    def send_invoice(self, invoice_id: str, *, send_to: str | None,
+                     request_id: str) -> Mapping[str, Any]:
+        """``POST invoice/{id}/send``: QuickBooks emails the invoice. One attempt, no retries.
+
+        ``requestid`` makes a repeat of the same request a replay, not a second email; the
+        caller still never retries a send whose outcome it does not know.
+        """
+        url = f"{self._qb.api_url}/company/{self.realm_id}/invoice/{invoice_id}/send"
+        params = {"sendTo": send_to} if send_to else {}
+        try:
+            resp = self._qb.post(url, None, "application/octet-stream", params=params,
+                                 request_id=request_id)
+        except qbx.QuickbooksException as exc:
+            raise mapping.map_sdk_error(exc) from exc
+        invoice = resp.get("Invoice") if isinstance(resp, Mapping) else None
+        if not isinstance(invoice, Mapping):
+            raise MalformedPayloadError(f"QuickBooks send of invoice {invoice_id} answered "
+                                        "without an Invoice", provider=self.provider)
+        return invoice
 
     # -- full listing -------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, NamedTuple
 
 import urllib3
-from xero_python.accounting import AccountingApi
+from xero_python.accounting import AccountingApi, RequestEmpty
 from xero_python.api_client import ApiClient, Configuration
 
 from arsync.clock import Clock
@@ -78,6 +78,8 @@ LISTINGS: tuple[Listing, ...] = (
 )
 
 RETRY = RetryPolicy(attempts=8)
+#: Ids per ``IDs=`` call of a targeted refresh (keeps the URL well under common limits).
+CHANGED_IDS_PER_CALL = 50
 
 
 class Reply(NamedTuple):
@@ -150,6 +152,59 @@ class XeroConnector:
     def sync(self, cursors: Mapping[Entity, datetime | None], *, full: bool) -> Iterator[SyncPage]:
         for listing in LISTINGS:
             yield from self._list(listing, None if full else cursors.get(listing.entity))
+
+    def fetch_changed(self, entity: Entity, ids: Sequence[str]) -> SyncPage:
+        """The current state of just these records (a webhook's targeted refresh).
+
+        Invoices and contacts by ``IDs=`` (naming every status, as DELETED invoices are left out
+        otherwise); credit notes and payments one by one (their lists take no ``IDs``). Xero
+        never hard-deletes sales records, so nothing is reported deleted. Urgent: a person's
+        payment may be about to cancel a reminder.
+        """
+        wanted = sorted({str(i) for i in ids})
+        records: list[Record] = []
+        for first in range(0, len(wanted), CHANGED_IDS_PER_CALL):
+            chunk = wanted[first:first + CHANGED_IDS_PER_CALL]
+            if entity is Entity.INVOICES:
+                payload = self.request_json("get_invoices", urgent=True, i_ds=chunk,
+                                            statuses=list(INVOICE_STATUSES), summary_only=True)
+                records += mapping.parse_records("Invoices", payload, self._base_currency)
+            elif entity is Entity.CUSTOMERS:
+                payload = self.request_json("get_contacts", urgent=True, i_ds=chunk,
+                                            include_archived="true")
+                records += mapping.parse_records("Contacts", payload, self._base_currency)
+            else:
+                method, key = (("get_credit_note", "CreditNotes")
+                               if entity is Entity.CREDIT_NOTES else ("get_payment", "Payments"))
+                for one in chunk:
+                    payload = self.request_json(method, urgent=True, **{
+                        "credit_note_id" if key == "CreditNotes" else "payment_id": one})
+                    records += mapping.parse_records(key, payload, self._base_currency)
+        return SyncPage(entity, records=records)
+
+    # -- one invoice: pay link and email (arsync.paylinks, arsync.provider_email) -------------
+
+    def pay_link(self, invoice_id: str) -> str | None:
+        """``GET /Invoices/{id}/OnlineInvoice``: the online invoice URL (ACCREC, not draft).
+
+        Urgent: it is read right before a message goes out, like the freshness check.
+        """
+        doc = self.request_json("get_online_invoice", urgent=True, invoice_id=invoice_id)
+        rows = doc.get("OnlineInvoices") if isinstance(doc, dict) else None
+        if not isinstance(rows, list):
+            raise MalformedPayloadError("Xero OnlineInvoice answer lacks OnlineInvoices",
+                                        provider=PROVIDER)
+        url = rows[0].get("OnlineInvoiceUrl") if rows and isinstance(rows[0], dict) else None
+        return str(url) if url else None
+
+    def email_invoice(self, invoice_id: str, *, idempotency_key: str) -> None:
+        """``POST /Invoices/{id}/Email`` (204): Xero emails the invoice to its contact.
+
+        The ``Idempotency-Key`` turns the connector's retries after a lost answer into replays
+        rather than second emails (Xero keeps keys for a few minutes).
+        """
+        self._request("email_invoice", {"invoice_id": invoice_id, "request_empty": RequestEmpty(),
+                                        "idempotency_key": idempotency_key}, urgent=True)
 
     # -- requests -----------------------------------------------------------------------------
 
