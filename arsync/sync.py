@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -61,7 +61,8 @@ def _invoice_row(r: RemoteInvoice) -> dict[str, Any]:
             "issue_date": r.issue_date, "due_date": r.due_date, "status": r.status.value,
             "billing_email": r.billing_email, "remote_version": r.version,
             "remote_updated_at": r.updated_at,
-            # Changed since the policy last looked: the next pass re-evaluates its customer.
+            # Changed since the policy last looked: the next pass re-evaluates its customer
+            # (on conflict only when something material changed, see _upsert).
             "review_on": None}
 
 
@@ -84,16 +85,33 @@ ROW_BUILDERS: dict[Entity, Any] = {Entity.CUSTOMERS: _customer_row, Entity.INVOI
                                    Entity.CREDIT_NOTES: _credit_note_row}
 
 
+#: Invoice fields the policy reads. A change to anything else (QuickBooks' PrivateNote and
+#: SyncToken after arsync writes a note, Xero's UpdatedDateUTC after a History note) is not a
+#: reason to evaluate the customer again: without this, every note written would come back
+#: through the next sync as a change, re-plan the customer and loop.
+MATERIAL_INVOICE_FIELDS = ("balance", "total", "due_date", "status", "billing_email",
+                           "customer_external_id", "currency")
+
+
+def _review_on_conflict(table: Any, excluded: Any) -> Any:
+    """``review_on``: NULL ("now") when a material field changed, else the value it had."""
+    changed = or_(*(table.c[f].is_distinct_from(excluded[f]) for f in MATERIAL_INVOICE_FIELDS))
+    return case((changed, None), else_=table.c.review_on)
+
+
 def _upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT … ON CONFLICT (connection_id, external_id) DO UPDATE, in one executemany."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(model.__table__)
+    table = model.__table__
+    stmt = insert(table)
     keys = [k for k in rows[0] if k not in ("connection_id", "external_id")]
-    stmt = stmt.on_conflict_do_update(index_elements=["connection_id", "external_id"],
-                                      set_={k: stmt.excluded[k] for k in keys})
+    set_ = {k: stmt.excluded[k] for k in keys}
+    if "review_on" in set_:
+        set_["review_on"] = _review_on_conflict(table, stmt.excluded)
+    stmt = stmt.on_conflict_do_update(index_elements=["connection_id", "external_id"], set_=set_)
     session.execute(stmt, list(rows))
 
 
