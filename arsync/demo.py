@@ -91,13 +91,16 @@ def run_demo(base: Settings, *, web: bool = True, weeks: int = 4) -> dict[str, A
         summary = _summarise(ctx, reports)
         summary["story"] = _live(ctx, clock, qbo, xero, weeks)
         summary["lines"] += summary["story"]["lines"]
+        summary["lines"] += [f"mirror: {settings.sqlalchemy_url}",
+                             f"messages: {settings.outbox_dir}"]
+        if web:  # the sandboxes stay up while the dashboard is served (connect flows use them)
+            from arsync.cli_web import serve_demo
+
+            serve_demo(ctx, summary["lines"])
+            summary["lines"] = ["arsync demo: the dashboard has stopped"]
     finally:
         for server in servers:
             server.stop()
-    summary["lines"].append(f"mirror: {settings.sqlalchemy_url}")
-    summary["lines"].append(f"messages: {settings.outbox_dir}")
-    if web:
-        summary["lines"].append("(the dashboard is not built yet; this run ends here)")
     return summary
 
 
@@ -171,8 +174,37 @@ def _live(ctx: AppContext, clock: SimClock, qbo: Any, xero: Any, weeks: int) -> 
         clock.advance(TICK)
     lines.append("  sent by stage: " + ", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())))
     lines.append(f"  invoices paid after a reminder: {paid_after_reminder}")
+    notes = _notes_written(ctx, qbo, xero, lines)
     return {"messages_by_stage": dict(by_stage), "paid_after_reminder": paid_after_reminder,
-            "lines": lines}
+            "notes": notes, "lines": lines}
+
+
+def _notes_written(ctx: AppContext, qbo: Any, xero: Any, lines: list[str]) -> dict[str, Any]:
+    """Notes written back per connection, and one invoice's notes read from its sandbox."""
+    from arsync.models_notes import NoteJob
+
+    out: dict[str, Any] = {}
+    with Session(ctx.engine) as s:
+        for conn in s.exec(select(Connection).order_by(Connection.id)):
+            jobs = list(s.exec(select(NoteJob).where(NoteJob.connection_id == conn.id)))
+            by_status = Counter(j.status for j in jobs)
+            done = [j for j in jobs if j.status == "done"]
+            sample: list[str] = []
+            if done:
+                inv = Counter(j.invoice_external_id for j in done).most_common(1)[0][0]
+                if conn.provider == "quickbooks":
+                    note = qbo.get(conn.tenant_id, "Invoice", inv).get("PrivateNote") or ""
+                    sample = [ln for ln in note.splitlines() if "[ar:" in ln]
+                elif xero is not None:
+                    sample = [r["Details"] for r in xero.history(conn.tenant_id, inv)
+                              if r["Changes"] == "Note"]
+                lines.append(f"  notes on {conn.name}: {by_status.get('done', 0)} written, "
+                             f"{by_status.get('failed', 0)} failed; invoice {inv} carries:")
+                lines.extend(f"    {text}" for text in sample[:3])
+            out[str(conn.id)] = {"written": by_status.get("done", 0),
+                                 "failed": by_status.get("failed", 0),
+                                 "pending": by_status.get("pending", 0), "sample": sample}
+    return out
 
 
 def _pay(conn: Connection, invoice_id: str, qbo: Any, xero: Any) -> None:

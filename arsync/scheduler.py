@@ -3,7 +3,8 @@
 Jobs: ``reconcile`` (every minute) reads the active connections and adds or removes one
 ``connection:<id>`` job per connection (every ``sync_interval_minutes``: token refresh ahead of
 expiry, incremental sync, the policy pass); ``drain`` (every ``drain_interval_seconds``) sends
-what is due. Every bit of state lives in the database, so a restart loses nothing.
+what is due; ``notes`` (same interval) writes the write-back queue's due notes onto the
+invoices. Every bit of state lives in the database, so a restart loses nothing.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def drain_job(ctx: AppContext) -> None:
         log.warning("outbox: %s", error)
 
 
+def notes_job(ctx: AppContext) -> None:
+    """Queue and write the notes that are due, for every connection (write-back)."""
+    from arsync.notes_queue import drain_notes
+
+    report = drain_notes(ctx, ctx.clock.now())
+    for error in report.errors:
+        log.warning("notes: %s", error)
+
+
 def reconcile(ctx: AppContext, scheduler: BaseScheduler) -> set[int]:
     """Make the per-connection jobs match the active connections in the database."""
     with Session(ctx.engine) as s:
@@ -91,7 +101,28 @@ def configure(ctx: AppContext, scheduler: BaseScheduler) -> BaseScheduler:
     scheduler.add_job(drain_job, "interval", args=[ctx], id="drain",
                       seconds=ctx.settings.drain_interval_seconds, max_instances=1,
                       coalesce=True)
+    # Its own job, so a long queue paced by Xero's limits never delays sending or syncing.
+    scheduler.add_job(notes_job, "interval", args=[ctx], id="notes",
+                      seconds=ctx.settings.drain_interval_seconds, max_instances=1,
+                      coalesce=True)
+    # Webhook events the web app could not process right after acknowledging (or a retry).
+    scheduler.add_job(webhooks_job, "interval", args=[ctx], id="webhooks",
+                      seconds=ctx.settings.webhook_interval_seconds, max_instances=1,
+                      coalesce=True)
     return scheduler
+
+
+def webhooks_job(ctx: AppContext) -> None:
+    """Targeted refreshes for webhook events still pending (:mod:`arsync.webhooks`)."""
+    from arsync.webhooks import process_webhook_events
+
+    try:
+        report = process_webhook_events(ctx, ctx.clock.now())
+    except ArsyncError as exc:
+        log.error("webhook processing failed: %s", exc)
+        return
+    for error in report.errors:
+        log.warning("webhooks: %s", error)
 
 
 def run_worker(ctx: AppContext) -> None:
@@ -100,11 +131,15 @@ def run_worker(ctx: AppContext) -> None:
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: shutting down after running jobs finish", signum)
-        # shutdown() waits for running jobs; do it off the signal handler's stack.
-        threading.Thread(target=scheduler.shutdown, daemon=True).start()
+        # Not shutdown(wait=True): APScheduler 3 holds its job-store lock while it waits, so a
+        # running job that asks for the job list (reconcile) would deadlock it. Without waiting,
+        # start() returns and the interpreter still joins the executor's threads on exit, so
+        # running jobs finish before the process does. Off the signal handler's stack.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    ctx.engine  # noqa: B018 - migrate before the first job, not inside one
     log.info("worker started")
     scheduler.start()
     log.info("worker stopped")

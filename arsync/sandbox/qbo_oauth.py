@@ -64,6 +64,8 @@ class TokenAuthority:
         self._refresh: dict[str, _Grant] = {}
         self._access: dict[str, AccessToken] = {}
         self._codes: dict[str, tuple[str, str, datetime]] = {}  # code -> (realm, redirect, exp)
+        #: The app's registered redirect URIs; the consent page refuses any other (None: any).
+        self.redirect_uris: set[str] | None = None
 
     # --- issuing ----------------------------------------------------------------------------------
 
@@ -195,6 +197,12 @@ class TokenAuthority:
             for entry in self._access.values():
                 if entry.realm_id == realm_id:
                     entry.expires = min(entry.expires, now)
+
+    def connected_realms(self) -> set[str]:
+        """Realms with a live grant (webhooks go only to companies connected to the app)."""
+        now = self.clock.now()
+        with self._lock:
+            return {g.realm_id for g in self._refresh.values() if g.expires > now}
 
     def realm_of_refresh(self, token: str) -> str | None:
         """Which realm a refresh token belongs to (for per-realm statistics)."""

@@ -52,6 +52,10 @@ def oauth_routes(sandbox: QuickBooksSandbox, router: Router) -> None:
         redirect_uri = request.arg("redirect_uri")
         if not redirect_uri:
             return _html("Invalid request", "redirect_uri is required.", 400)
+        allowed = sandbox.oauth.redirect_uris
+        if allowed is not None and redirect_uri not in allowed:  # exact match, as Intuit
+            return _html("Invalid redirect_uri", "The redirect_uri is not one of the app's "
+                         "registered redirect URIs.", 400)
         state = request.arg("state") or ""
         scope = (request.arg("scope") or "").split()
         if request.arg("response_type") != "code":

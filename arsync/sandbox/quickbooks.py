@@ -31,6 +31,7 @@ from arsync.sandbox.qbo_pages import oauth_routes, pay_page
 from arsync.sandbox.qbo_seed import seed_company
 from arsync.sandbox.qbo_store import Company, currency_ref
 from arsync.sandbox.qbo_wire import QBOFault, wire_copy
+from arsync.sandbox.webhooks import QuickBooksWebhooks
 
 __all__ = ["QuickBooksSandbox", "serve"]
 
@@ -71,6 +72,7 @@ class QuickBooksSandbox:
         self._inflight: Counter[str] = Counter()
         self._replies: dict[tuple[str, str], Response] = {}
         self.api = ApiHandlers(self)
+        self.webhooks: QuickBooksWebhooks | None = None  # see send_webhooks
         self._router = Router()
         oauth_routes(self, self._router)
         for method in ("GET", "POST"):
@@ -176,12 +178,29 @@ class QuickBooksSandbox:
         """End the company's access tokens early (refresh tokens stay good), as Intuit may."""
         self.oauth.expire_access(realm_id)
 
+    # --- webhooks -------------------------------------------------------------------------------
+
+    def send_webhooks(self, url: str, verifier: str, *, cloudevents: bool = False,
+                      background: bool = True) -> QuickBooksWebhooks:
+        """POST signed change notifications to ``url`` from now on (see :mod:`.webhooks`)."""
+        if self.webhooks is not None:
+            self.webhooks.stop()
+        self.webhooks = QuickBooksWebhooks(self, url, verifier, cloudevents=cloudevents,
+                                           background=background)
+        return self.webhooks
+
+    def _changed(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.notify()
+
     # --- what a person does in QuickBooks ---------------------------------------------------------
 
     def _mutate(self, realm_id: str, fn: Any) -> Any:
         co = self.company(realm_id)
         with co.lock, co.atomic():
-            return fn(co, co.now())
+            result = fn(co, co.now())
+        self._changed()
+        return result
 
     def record_payment(self, realm_id: str, invoice_id: str,
                        amount: Decimal | None = None) -> str:
@@ -196,6 +215,11 @@ class QuickBooksSandbox:
                           "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}]}, when)
             return str(pay["Id"])
         return self._mutate(realm_id, run)  # type: ignore[no-any-return]
+
+    def delete_payment(self, realm_id: str, payment_id: str) -> None:
+        """Delete a payment (the invoices it paid are owed again)."""
+        self._mutate(realm_id, lambda co, when: ledger.delete_payment(co, {
+            "Id": payment_id, "SyncToken": co.find("Payment", payment_id)["SyncToken"]}, when))
 
     def void_invoice(self, realm_id: str, invoice_id: str) -> None:
         """Void an invoice (payments on it become unapplied credit)."""
@@ -381,6 +405,8 @@ class QuickBooksSandbox:
                 response = render(reply)
             except QBOFault as fault:
                 response = render(wire.fault_payload(fault, co.response_time()), fault.status)
+            if request.method == "POST":  # a write (or a query): webhooks look for changes
+                self._changed()
             if request_id:
                 with self._lock:
                     self._replies[(realm, request_id)] = response

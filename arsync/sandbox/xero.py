@@ -52,6 +52,7 @@ from typing import Any
 from arsync.clock import Clock, SystemClock
 from arsync.sandbox import xero_json as wire
 from arsync.sandbox._http import Request, Response, Router, SandboxServer
+from arsync.sandbox.webhooks import XeroWebhooks
 from arsync.sandbox.xero_api import AccountingEndpoints, Fail, Reply, bad
 from arsync.sandbox.xero_limits import RateLimiter
 from arsync.sandbox.xero_model import (
@@ -128,6 +129,7 @@ class XeroSandbox(AccountingEndpoints):
         self._gate: threading.Event | None = None
         self._cache: dict[tuple[Any, ...], list[Any]] = {}
         self._router = self._routes()
+        self.webhooks: XeroWebhooks | None = None  # see send_webhooks
 
     # ------------------------------------------------------------------ set-up
     def __call__(self, request: Request) -> Response:
@@ -214,6 +216,18 @@ class XeroSandbox(AccountingEndpoints):
 
     def in_flight(self, tenant_id: str) -> int:
         return self.limits.in_flight(tenant_id)
+
+    # ------------------------------------------------------------------ webhooks
+    def send_webhooks(self, url: str, key: str, *, background: bool = True) -> XeroWebhooks:
+        """Register a webhook (the intent-to-receive check runs now) and POST events to it."""
+        if self.webhooks is not None:
+            self.webhooks.stop()
+        self.webhooks = XeroWebhooks(self, url, key, background=background)
+        return self.webhooks
+
+    def _changed(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.notify()
 
     # ------------------------------------------------------ a person in Xero
     def record_payment(self, tenant_id: str, invoice_id: str, amount: Decimal | None = None) -> str:
@@ -432,6 +446,8 @@ class XeroSandbox(AccountingEndpoints):
                 reply = self._serve(request, org, handler)
             finally:
                 self.limits.release(tenant_id)
+            if request.method != "GET":
+                self._changed()
             response = self._render(request, reply)
             response.headers.update(decision.headers)
             return response

@@ -167,6 +167,8 @@ class Identity:
         self._refresh: dict[str, RefreshToken] = {}
         self._codes: dict[str, AuthCode] = {}
         self.consent_tenant_ids: list[str] | None = None  # None: every organisation
+        #: The app's registered redirect URIs; authorize refuses any other (None: any).
+        self.redirect_uris: set[str] | None = None
 
     # ------------------------------------------------------------------ grants
     def _grant(self, tenant_ids: list[str], scopes: tuple[str, ...]) -> Grant:
@@ -348,6 +350,8 @@ class Identity:
             return Response.text("Error: unauthorized_client", 400)
         if not redirect_uri or not urlsplit(redirect_uri).scheme:
             return Response.text("Error: invalid_request (redirect_uri)", 400)
+        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
+            return Response.text("Error: unauthorized_client (redirect_uri not registered)", 400)
 
         def back(**params: str) -> Response:
             parts = urlsplit(redirect_uri)
@@ -403,6 +407,13 @@ class Identity:
                  "tenantType": "ORGANISATION", "tenantName": names.get(c.tenant_id, ""),
                  "createdDateUtc": connection_time(c.created),
                  "updatedDateUtc": connection_time(c.created)} for c in items]
+
+    def connected_tenants(self) -> set[str]:
+        """Organisations connected through a live grant (webhooks go only to those)."""
+        with self._lock:
+            grants = {id(rt.grant): rt.grant for rt in self._refresh.values()}
+            grants |= {id(at.grant): at.grant for at in self._access.values()}
+            return {t for g in grants.values() if not g.revoked for t in g.connections}
 
     def delete_connection(self, access: AccessToken, connection_id: str) -> bool:
         with self._lock:

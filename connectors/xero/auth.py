@@ -100,6 +100,27 @@ class XeroOAuth:
         return [Tenant(tenant_id=str(r["tenantId"]), name=str(r.get("tenantName") or r["tenantId"]),
                        tenant_type="ORGANISATION") for r in orgs]
 
+    def remove_connection(self, access_token: str, tenant_id: str) -> bool:
+        """Disconnect one organisation from the grant (``DELETE /connections/{id}``).
+
+        The connection id is looked up afresh in ``/connections`` (it changes on every consent).
+        Returns False when the organisation was no longer connected.
+        """
+        url = f"{self._settings.xero_api_url}{CONNECTIONS_PATH}"
+        headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        try:
+            resp = requests.get(url, headers=headers, timeout=TIMEOUT)
+            resp.raise_for_status()
+            rows = resp.json()
+            ids = [str(r["id"]) for r in rows if isinstance(r, dict) and r.get("id")
+                   and str(r.get("tenantId")) == tenant_id]
+            for connection_id in ids:
+                requests.delete(f"{url}/{connection_id}", headers=headers,
+                                timeout=TIMEOUT).raise_for_status()
+        except Exception as exc:
+            raise map_error(exc) from exc
+        return bool(ids)
+
     def _post(self, url: str, form: dict[str, str], *, expect_json: bool = True) -> Any:
         try:
             resp = requests.post(url, data=form, auth=self._auth, timeout=TIMEOUT,

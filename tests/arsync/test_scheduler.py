@@ -38,7 +38,7 @@ def test_jobs_follow_the_connections_in_the_database(sqlite_engine, tmp_path: Pa
                   .values(status="disconnected"))
     reconcile(ctx, scheduler)
     assert sorted(j.id for j in scheduler.get_jobs()) == [
-        f"connection:{second.id}", "drain", "reconcile"]
+        f"connection:{second.id}", "drain", "notes", "reconcile", "webhooks"]
 
 
 def test_a_connection_job_runs_the_pass_and_sends(sqlite_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
