@@ -196,4 +196,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 # The loop, its ledger and people's work live in their own modules, on this same app.
-from arsync import cli_ledger, cli_notes, cli_web, cli_work  # noqa: E402,F401
+from arsync import cli_ledger, cli_notes, cli_templates, cli_web, cli_work  # noqa: E402,F401
