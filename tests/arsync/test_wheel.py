@@ -1,4 +1,5 @@
-"""`pip install .` (not only editable) must carry the migrations, templates and default policy."""
+"""`pip install .` (not only editable) must carry the migrations, templates, default policy and
+the web app's pages."""
 
 from __future__ import annotations
 
@@ -25,5 +26,9 @@ def test_the_wheel_carries_migrations_templates_and_policy(tmp_path: Path) -> No
     assert {f"arsync/_templates/{p.relative_to(ROOT / 'templates')}"
             for p in (ROOT / "templates").rglob("*.j2")} <= templates
     assert "rules/default_policy.yaml" in names
+    # The web app's pages and static files (served by the app itself, no CDN).
+    web = ROOT / "arsync" / "web"
+    assert {p.relative_to(ROOT).as_posix() for p in (web / "templates").glob("*.html")} | {
+        p.relative_to(ROOT).as_posix() for p in (web / "static").iterdir()} <= names
     assert "connectors/quickbooks/connector.py" in names
     assert not any(n.startswith(("tests/", "alembic/")) for n in names)
