@@ -6,7 +6,9 @@ Builds a SQLite mirror (bulk inserts straight through sqlite3), then times:
 
 1. the *full* pass: every customer of every connection evaluated and its actions persisted,
    sharded over ``--workers`` processes by connection (the worst case: a policy switched on
-   over a mirror where every overdue invoice is in catch-up);
+   over a mirror where every overdue invoice is in catch-up). Each worker plans
+   ``arsync.passes.BATCH`` connections, then writes their actions in one transaction, as
+   ``arsync.passes.run_all`` does;
 2. a *routine* tick five minutes later, after a sync touched ``--changed`` of the invoices:
    only customers with a changed invoice (or a review date that has come) are evaluated;
 3. the tick after it, with nothing changed and nothing due (the scheduler's common case);
@@ -88,17 +90,17 @@ def build(path: Path, connections: int, invoices: int, per_customer: int, seed: 
 
 def _worker(url: str, home: str, ids: list[int], now_iso: str, full: bool,
             out: Any) -> None:
-    from arsync.passes import plan_connection
+    from arsync.passes import BATCH, load_connections, plan_connections
 
     now = datetime.fromisoformat(now_iso)
     ctx = AppContext(Settings(_env_file=None, home=Path(home), secret_key="b" * 32),  # type: ignore[call-arg]
                      clock=SimClock(now))
     ctx.__dict__["engine"] = make_engine(url)
     evaluated = new = 0
-    for cid in ids:
-        result = plan_connection(ctx, ctx.connection(cid), now, full=full)
-        evaluated += result.evaluated
-        new += result.new
+    for i in range(0, len(ids), BATCH):  # as passes.run_all does: plan a batch, write it at once
+        results = plan_connections(ctx, load_connections(ctx, ids[i:i + BATCH]), now, full=full)
+        evaluated += sum(r.evaluated for r in results.values())
+        new += sum(r.new for r in results.values())
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.put((evaluated, new, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
 

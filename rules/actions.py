@@ -14,6 +14,10 @@ from rules.views import ActionRecord, CoveredItem
 
 ActionKind = Literal["message", "task"]
 
+#: ``json.dumps(..., separators=(",", ":"))`` with the encoder built once (``dumps`` with
+#: arguments builds a new encoder on every call); the same bytes, so the same keys.
+_KEY_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
@@ -45,15 +49,14 @@ class PlannedAction:
         Channel is part of the key so that the email and SMS legs of one message stay distinct;
         the ledger prefixes its connection id.
         """
-        payload = json.dumps(
+        payload = _KEY_JSON.encode(
             [
                 self.customer_external_id,
                 self.stage_id,
                 self.channel,
                 sorted(self.invoice_external_ids),
                 self.local_date.isoformat(),
-            ],
-            separators=(",", ":"),
+            ]
         )
         return "rk1-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
