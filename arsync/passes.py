@@ -24,23 +24,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, exists, func, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from arsync.context import AppContext
 from arsync.errors import ArsyncError, InputError
-from arsync.ledger import expire_unapproved, insert_counts, row_values
-from arsync.models import Connection, Invoice
+from arsync.ledger import driver_executemany, expire_unapproved, insert_counts, row_values
+from arsync.models import Allocation, Connection, Invoice
 from arsync.outbox import DrainReport, Sender, drain_outbox, is_stale
 from arsync.queries import local_today
 from arsync.views import (
     NEVER,
     CustomerBundle,
+    DriverQuery,
     company_of,
     load_bundles,
     open_customers,
@@ -67,6 +68,10 @@ log = logging.getLogger(__name__)
 _Q_OPEN = (select(Invoice.customer_external_id).distinct()
            .where(Invoice.connection_id == bindparam("cid"), Invoice.status == "open"))
 _Q_DUE = _Q_OPEN.where((Invoice.review_on.is_(None)) | (Invoice.review_on <= bindparam("today")))
+_D_OPEN, _D_DUE = DriverQuery(_Q_OPEN), DriverQuery(_Q_DUE)
+_D_ALLOCATED = DriverQuery(select(exists().where(
+    Allocation.connection_id == bindparam("cid"), Allocation.target_type == "invoice",
+    Allocation.source_type == "payment")))
 
 
 @dataclass
@@ -86,19 +91,24 @@ def next_review(decision: Decision, policy: Policy, calendar: BusinessCalendar) 
     invoice just covered by an action waits for the next more severe stage on its due-date
     ladder (anything subtler, such as a promise or instalment ladder, is looked at tomorrow).
     """
-    after = decision.local_date + timedelta(days=1)
+    today = decision.local_date
+    after = today + timedelta(days=1)
     dates: list[date] = []
     if any(n.startswith("daily_") for n in decision.notes):
         dates.append(after)
-    for action in decision.actions:
-        for item in action.covered:
-            other = "task" if action.kind == "message" else "message"
-            found = [d for d in (
-                _next_stage_date(item, action.kind, policy, calendar, decision.local_date),
-                # The other track has its own ladder; the decision says nothing about it here.
-                _next_stage_date(item, other, policy, calendar, decision.local_date,
-                                 any_severity=True)) if d is not None]
-            dates.append(min(found, default=NEVER))
+    if decision.actions:
+        memo = _review_memo(policy, calendar, today)
+        for action in decision.actions:
+            kind = action.kind
+            for item in action.covered:
+                if item.anchor != "due_date":
+                    dates.append(after)
+                    continue
+                key = (item.anchor_date, item.stage_id, kind)
+                found = memo.get(key)
+                if found is None:
+                    found = memo[key] = _covered_review(item, kind, policy, calendar, today)
+                dates.append(found)
     for held in decision.held:
         d = held.detail
         if held.code == "nothing_due" and d.get("next_stage_on"):
@@ -112,6 +122,18 @@ def next_review(decision: Decision, policy: Policy, calendar: BusinessCalendar) 
     return max(after, min(dates, default=NEVER))
 
 
+def _covered_review(item: CoveredItem, kind: str, policy: Policy, calendar: BusinessCalendar,
+                    today: date) -> date:
+    """The review date an item covered by an action of ``kind`` (message or task) asks for."""
+    other = "task" if kind == "message" else "message"
+    found = [d for d in (
+        _next_stage_date(item, kind, policy, calendar, today),
+        # The other track has its own ladder; the decision says nothing about it here.
+        _next_stage_date(item, other, policy, calendar, today, any_severity=True))
+        if d is not None]
+    return min(found, default=NEVER)
+
+
 def _next_stage_date(item: CoveredItem, track: str, policy: Policy,
                      calendar: BusinessCalendar, today: date, *,
                      any_severity: bool = False) -> date | None:
@@ -120,25 +142,31 @@ def _next_stage_date(item: CoveredItem, track: str, policy: Policy,
     if item.anchor != "due_date":
         return today + timedelta(days=1)
     key = ("", track) if any_severity else (item.stage_id, track)
-    memo = (id(policy), calendar, today, item.anchor_date, key)
-    found = _NEXT.get(memo, _MISSING)
-    if found is not _MISSING:
-        return found  # type: ignore[return-value]
     later = _later_due_date_stages(policy).get(key)
     if later is None:
         return today + timedelta(days=1)
     dates = [d for offset, unit in later
              if (d := calendar.shift(item.anchor_date, offset, unit)) > today]
-    if len(_NEXT) >= 100_000:  # due dates repeat across customers and connections: keep it small
+    return min(dates, default=None)
+
+
+def _review_memo(policy: Policy, calendar: BusinessCalendar,
+                 today: date) -> dict[tuple[date, str, str], date]:
+    """Memo of :func:`_covered_review` for one policy, calendar and local day, keyed by
+    (anchor date, stage, kind): due dates repeat across customers and connections. Looked up
+    once per customer; the entry holds the policy, so its ``id`` stays its own."""
+    key = (id(policy), calendar, today)
+    hit = _NEXT.get(key)
+    if hit is not None and hit[0] is policy and len(hit[1]) < 100_000:
+        return hit[1]
+    if len(_NEXT) >= 1024:  # keep it small
         _NEXT.clear()
-    _NEXT[memo] = result = min(dates, default=None)
-    return result
+    memo: dict[tuple[date, str, str], date] = {}
+    _NEXT[key] = (policy, memo)
+    return memo
 
 
-#: Memo of :func:`_next_stage_date` (policies are cached for the process, so ``id`` is stable;
-#: :data:`_LATER` keeps each policy alive).
-_NEXT: dict[tuple[Any, ...], date | None] = {}
-_MISSING = object()
+_NEXT: dict[tuple[Any, ...], tuple[Policy, dict[tuple[date, str, str], date]]] = {}
 
 
 _LATER: dict[int, tuple[Policy, dict[tuple[str, str], list[tuple[int, str]]]]] = {}
@@ -235,12 +263,21 @@ def plan_connections(ctx: AppContext, conns: Sequence[Connection], now: datetime
             reviews.extend({"cid": cid, "started": started, "c": c, "d": d} for c, d in marks)
     if dry_run or not (rows or reviews):
         return results
+    sqlite = ctx.engine.dialect.name == "sqlite"
+    if sqlite and reviews:  # pre-converted tuples for the driver's executemany, built before
+        sql, names, fixed = _sqlite_review_update(ctx.engine.dialect)  # the write lock is taken
+        values = dict(fixed, started=_sqlite_stamp(started))
+        marks = [tuple([values[n] if n in values else r[n].isoformat() if n == "d" else r[n]
+                        for n in names]) for r in reviews]
     with Session(ctx.engine) as s, s.begin():
         for cid, new in insert_counts(s, rows).items():
             results[cid].new = new
         if reviews:  # one prebuilt executemany for every customer of the batch
             db = s.connection()
-            db.execute(_review_update(db.dialect.name), reviews)
+            if sqlite:
+                driver_executemany(db, sql, marks)
+            else:
+                db.execute(_review_update(db.dialect.name), reviews)
     return results
 
 
@@ -257,15 +294,18 @@ def _plan_connection(s: Session, conn: Connection, now: datetime, full: bool,
     today = local_today(conn, now)
     db = s.connection()
     if full:
-        customers = list(db.execute(_Q_OPEN, {"cid": cid}).scalars())
+        customers = [c for c, in _D_OPEN.rows(db, {"cid": cid})]
     else:
-        customers = list(db.execute(_Q_DUE, {"cid": cid, "today": today}).scalars())
+        customers = [c for c, in _D_DUE.rows(db, {"cid": cid, "today": today})]
         if not customers:
             return [], []  # nothing changed and nothing became due: one indexed query
     bundles = load_bundles(s, conn, customers)
     rows, reviews, tasks = _plan(conn, bundles, policy, company, calendar, now, result)
     if tasks:
-        shares = late_shares(s, cid, (b.customer.external_id for _, b, _ in tasks))
+        # Lateness comes from payments allocated to invoices: with none, every share is 0.
+        paid = _D_ALLOCATED.rows(db, {"cid": cid})[0][0]
+        shares = (late_shares(s, cid, (b.customer.external_id for _, b, _ in tasks))
+                  if paid else {})
         for action, bundle, row in tasks:
             row["priority"] = priority(bundle, action.invoice_external_ids, action.local_date,
                                        shares.get(bundle.customer.external_id, 0))
@@ -292,6 +332,30 @@ def _review_update(dialect: str) -> Any:
 
 
 _U_REVIEW: dict[str, Any] = {}
+
+
+def _sqlite_review_update(dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
+    """The review-mark UPDATE compiled for the SQLite driver: its SQL, its parameters in order,
+    and the values of those that are literals (the status)."""
+    if not _SQLITE_REVIEW:
+        compiled = _review_update("sqlite").compile(dialect=dialect)
+        names = list(compiled.positiontup or ())
+        given = {"c", "cid", "d", "started"}
+        if not given <= set(names):
+            raise RuntimeError(f"unexpected parameters in the review UPDATE: {names}")
+        fixed = {n: v for n, v in compiled.params.items() if n not in given}
+        if any(not isinstance(v, str) for v in fixed.values()):
+            raise RuntimeError(f"unexpected literals in the review UPDATE: {fixed}")
+        _SQLITE_REVIEW.append((str(compiled), names, fixed))
+    return _SQLITE_REVIEW[0]
+
+
+_SQLITE_REVIEW: list[tuple[str, list[str], dict[str, Any]]] = []
+
+
+def _sqlite_stamp(when: datetime) -> str:
+    """An aware instant as ``UTCDateTime`` stores it on SQLite (naive UTC, with microseconds)."""
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _plan(conn: Connection, bundles: dict[str, CustomerBundle], policy: Policy,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from holidays.registry import EntityLoader
 
 from rules._tables import tables
 from rules.views import CompanyContext, RuleInputError
@@ -38,8 +39,19 @@ def zone(name: str) -> ZoneInfo:
 
 
 @functools.lru_cache(maxsize=1)
-def _supported_countries() -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType({k: tuple(v) for k, v in holidays.list_supported_countries().items()})
+def _country_codes() -> frozenset[str]:
+    # The keys of ``holidays.list_supported_countries()`` (aliases included), read from the
+    # registry: that function imports every country's module, about a second per process.
+    return frozenset(EntityLoader.get_country_codes(include_aliases=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _subdivisions(country: str) -> tuple[str, ...] | None:
+    """The subdivision codes of a supported holiday country (None: not supported); only that
+    country's module is imported."""
+    if country not in _country_codes():
+        return None
+    return tuple(getattr(holidays, country).subdivisions)
 
 
 @functools.lru_cache(maxsize=512)
@@ -66,13 +78,27 @@ class BusinessCalendar:
         Raises:
             RuleInputError: no time zone at all, an unknown zone, or an unknown holiday country.
         """
+        # Every customer's evaluation asks this; the answer depends only on the policy object
+        # (frozen, and held by the memo so its id stays its own) and the company's place.
+        key = (id(policy), company)
+        hit = _FOR_COMPANY.get(key)
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        calendar = cls._build(policy, company)
+        if len(_FOR_COMPANY) >= 1024:
+            _FOR_COMPANY.clear()
+        _FOR_COMPANY[key] = (policy, calendar)
+        return calendar
+
+    @classmethod
+    def _build(cls, policy: Policy, company: CompanyContext) -> BusinessCalendar:
         tz_name = company.timezone or policy.timezone_default
         if not tz_name:
             raise RuleInputError("the company has no time zone and the policy no timezone_default")
         zone(tz_name)
         country = company.country.upper() if company.country else None
         if policy.skip_holidays and country is not None:
-            subdivs = _supported_countries().get(country)
+            subdivs = _subdivisions(country)
             if subdivs is None:
                 raise RuleInputError(f"no public holiday calendar for country {country!r}")
             if company.subdivision is not None and company.subdivision not in subdivs:
@@ -140,6 +166,9 @@ class BusinessCalendar:
                 return day, now.astimezone(dt.UTC)
         day = self.next_send_day(day + _ONE_DAY)
         return day, self.at(day, window.start)
+
+
+_FOR_COMPANY: dict[tuple[int, CompanyContext], tuple[Policy, BusinessCalendar]] = {}
 
 
 @functools.lru_cache(maxsize=65536)

@@ -162,6 +162,7 @@ def test_a_dry_run_batch_writes_nothing(engine: Engine, tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", [
     {"a": [1, True, None, "x"], "b": {"c": "2026-03-10"}},
     {"name": "Müller & Söhne", "emoji": "\u2603", "quote": "a\"b\\c\n\t\x01"},
+    {"delete": "a\x7fb", "line_sep": "x\u2028y"},  # characters orjson and json escape differently
     {"amount": Decimal("1234.50"), "day": date(2026, 3, 10),
      "at": datetime(2026, 3, 10, 15, 0, tzinfo=UTC), "tuple": ("x", 1)},
     {"big": 2**70, "negative": -(2**63)},
