@@ -16,7 +16,8 @@ What gets a note:
   line on the invoice every day a person does not approve — noise, not news). In practice: the
   outbox's freshness re-check cancelling a due (approved) reminder because the invoice was paid,
   disputed or promised meanwhile, and tasks or reminders a person cancelled;
-* a **promise** recorded, a **dispute** opened and resolved, a **payment plan** agreed.
+* a **promise** recorded, a **dispute** opened and resolved, a **payment plan** agreed, and a
+  payment plan **requested** by the payer on their page (a request for a person to answer).
 
 Only events from the last :data:`BACKFILL` are queued, so switching write-back on for an old
 ledger does not write years of history onto the invoices.
@@ -28,7 +29,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from arsync.models import Action, Connection, Dispute, Invoice, PaymentPlan, Promise
 from arsync.models_notes import NoteJob
+from arsync.models_payer import PayerRequest
 from arsync.render import render, usable_locale
 from arsync.render_context import CompanyCtx, CustomerCtx, EventCtx, InvoiceLine, MessageContext
 
@@ -66,7 +68,7 @@ class Event:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def key(self, invoice_id: str) -> str:
-        if self.source_type == "promise" or self.source_type == "plan":
+        if self.source_type in ("promise", "plan"):
             return f"{self.source_type}:{self.source_id}:{invoice_id}"
         return f"{self.source_type}:{self.source_id}:{self.event}:{invoice_id}"
 
@@ -139,6 +141,16 @@ def _people_events(s: Session, now: datetime, cid: int | None) -> list[Event]:
                          [p.invoice_external_id], p.created_at,
                          detail={"instalments": len(instalments),
                                  "amount": amounts.pop() if len(amounts) == 1 else None}))
+    q = select(PayerRequest).where(PayerRequest.kind == "plan",
+                                   PayerRequest.created_at >= since,
+                                   PayerRequest.created_at <= now,
+                                   _no_job("payer_request", "plan_requested", PayerRequest.id))
+    for r in s.scalars(_scope(q, PayerRequest, cid).order_by(PayerRequest.id)):
+        details = json.loads(r.details_json)
+        out.append(Event("payer_request", r.id or 0, "plan_requested", "plan_request",
+                         r.connection_id, json.loads(r.invoice_ids_json), r.created_at,
+                         detail={"instalments": details.get("instalments"),
+                                 "paused_until": details.get("paused_until")}))
     return out
 
 
@@ -170,6 +182,8 @@ def note_text(event: Event, conn: Connection, invoices: list[Invoice | None],
         due = inv.due_date or inv.issue_date or on
         lines.append(InvoiceLine(inv.number or ext, inv.currency, inv.total, inv.balance, due,
                                  (on - due).days))
+    if event.kind == "plan_request":
+        return _plan_request_text(event, conn, lines, on)
     if event.kind == "resolved":
         numbers = ", ".join(line.number for line in lines)
         why = f": {event.detail['reason']}" if event.detail.get("reason") else ""
@@ -187,6 +201,24 @@ def note_text(event: Event, conn: Connection, invoices: list[Invoice | None],
                        promise_date=d.get("promise_date"), amount=d.get("amount"),
                        instalments=d.get("instalments"), reason=d.get("reason") or None))
     return render("note", event.kind, ctx)
+
+
+def _plan_request_text(event: Event, conn: Connection, lines: list[InvoiceLine],
+                       on: Any) -> str:
+    """Built here rather than from a template: it is a request to a person, not a reminder."""
+    locale = usable_locale(f"en_{conn.country or 'US'}")
+    numbers = ", ".join(line.number for line in lines)
+    n = event.detail.get("instalments")
+    text = (f"arsync: the customer asked for a payment plan on "
+            f"{format_date(on, format='medium', locale=locale)}"
+            f"{f' ({n} instalments)' if n else ''} for {numbers}. A person should answer")
+    until = event.detail.get("paused_until")
+    if until:
+        day = format_date(datetime.fromisoformat(until).date() if "T" in until
+                          else date.fromisoformat(until), format="medium", locale=locale)
+        text += f"; reminders paused until {day}"
+    text = " ".join((text + ".").split())
+    return text if len(text) <= RESOLVED_LIMIT else text[:RESOLVED_LIMIT - 1] + "…"
 
 
 def enqueue_pending(session: Session, now: datetime, *, connection_id: int | None = None) -> int:

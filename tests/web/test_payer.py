@@ -384,3 +384,25 @@ def test_access_logs_never_keep_a_link_token(caplog: pytest.LogCaptureFixture) -
     assert token not in caplog.text and token.split(".")[0] not in caplog.text
     assert '"GET /pay/[redacted]?done=promise HTTP/1.1" 200' in caplog.text
     assert "/pay/[redacted]/unsubscribe" in caplog.text
+
+
+def test_every_payer_answer_is_queued_as_a_note_on_its_invoices(sqlite_world: World) -> None:
+    from arsync.models_notes import NoteJob
+    from arsync.notes_enqueue import enqueue_pending
+
+    w = sqlite_world
+    assert w.post("promise", invoice="I1a", date=str(TODAY + timedelta(days=9))).status_code == 303
+    assert w.post("dispute", invoice="I1b", reason="Wrong quantity").status_code == 303
+    assert w.post("plan", invoice="all", instalments="3").status_code == 303
+    later = NOW + timedelta(minutes=1)
+    with Session(w.ctx.engine) as s, s.begin():
+        enqueue_pending(s, later, connection_id=w.cid)
+    with Session(w.ctx.engine) as s, s.begin():
+        assert enqueue_pending(s, later, connection_id=w.cid) == 0  # once, however often run
+    jobs = {(j.kind, j.invoice_external_id): j.text for j in w.rows(NoteJob)}
+    assert {k for k in jobs if k[0] in ("promise", "dispute", "plan_request")} == {
+        ("promise", "I1a"), ("dispute", "I1b"), ("plan_request", "I1a"), ("plan_request", "I1b")}
+    plan_note = jobs[("plan_request", "I1a")]
+    assert "asked for a payment plan" in plan_note and "(3 instalments)" in plan_note
+    assert "reminders paused until" in plan_note and len(plan_note) <= 250
+    assert "Wrong quantity" in jobs[("dispute", "I1b")]
