@@ -36,6 +36,7 @@ from arsync.context import AppContext
 from arsync.errors import ArsyncError, InputError
 from arsync.ledger import driver_executemany, expire_unapproved, insert_counts, row_values
 from arsync.models import Allocation, Connection, Invoice
+from arsync.models_payer import PayerOptOut
 from arsync.outbox import DrainReport, Sender, drain_outbox, is_stale
 from arsync.queries import local_today
 from arsync.views import (
@@ -300,7 +301,8 @@ def _plan_connection(s: Session, conn: Connection, now: datetime, full: bool,
         if not customers:
             return [], []  # nothing changed and nothing became due: one indexed query
     bundles = load_bundles(s, conn, customers)
-    rows, reviews, tasks = _plan(conn, bundles, policy, company, calendar, now, result)
+    rows, reviews, tasks = _plan(conn, bundles, policy, company, calendar, now, result,
+                                 _opted_out(s, cid))
     if tasks:
         # Lateness comes from payments allocated to invoices: with none, every share is 0.
         paid = _D_ALLOCATED.rows(db, {"cid": cid})[0][0]
@@ -358,11 +360,28 @@ def _sqlite_stamp(when: datetime) -> str:
     return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+#: A payer's opt-out from a channel (on their page) covers these planned channels.
+OPT_OUT_COVERS = {"email": ("email", "provider_email"), "sms": ("sms",)}
+
+
+def _opted_out(s: Session, cid: int) -> frozenset[tuple[str, str]]:
+    """(customer, planned channel) pairs the customers opted out of: never planned at all, so
+    no reminder is planned and cancelled (and noted on the invoice) every day."""
+    rows = s.execute(select(PayerOptOut.customer_external_id, PayerOptOut.channel)
+                     .where(PayerOptOut.connection_id == cid))
+    return frozenset((c, planned) for c, channel in rows
+                     for planned in OPT_OUT_COVERS.get(channel, (channel,)))
+
+
 def _plan(conn: Connection, bundles: dict[str, CustomerBundle], policy: Policy,
           company: Any, calendar: BusinessCalendar, now: datetime, result: PlanResult,
+          opted_out: frozenset[tuple[str, str]] = frozenset(),
           ) -> tuple[list[dict[str, Any]], list[tuple[str, date]],
                      list[tuple[PlannedAction, CustomerBundle, dict[str, Any]]]]:
-    """Evaluate each bundle: ledger rows, (customer, review date) marks, and the task rows."""
+    """Evaluate each bundle: ledger rows, (customer, review date) marks, and the task rows.
+
+    Message actions on a channel the customer opted out of are dropped here (a person's tasks
+    stay); the outbox checks the opt-out again right before sending, for one made meanwhile."""
     cid = conn.id or 0
     rows: list[dict[str, Any]] = []
     reviews: list[tuple[str, date]] = []
@@ -379,6 +398,8 @@ def _plan(conn: Connection, bundles: dict[str, CustomerBundle], policy: Policy,
         result.evaluated += 1
         review = next_review(decision, policy, calendar)
         for action in decision.actions:
+            if (bundle.customer.external_id, action.channel) in opted_out:
+                continue
             recipient = recipient_for(bundle, action.invoice_external_ids, action.channel)
             status, reason = _status_for(action, conn, recipient)
             if status == "failed":  # a stage allowing more attempts may try again tomorrow

@@ -335,8 +335,25 @@ def test_the_outbox_sends_nothing_to_an_unsubscribed_customer(sqlite_world: Worl
     sender = RecordingSender()
     run_pass(w.ctx, w.cid, NOW, sender=sender)
     assert sorted(m.recipient for m in sender.sent) == ["ap2@example.com"]
-    [mine] = w.actions()
+    [mine] = w.actions()  # planned before the opt-out: cancelled by the outbox's re-check
     assert mine.status == "cancelled" and "unsubscribed" in (mine.status_reason or "")
+    # Later days plan nothing for them at all: no reminder planned then cancelled (and noted
+    # on the invoice) every day.
+    from sqlalchemy import update
+
+    from arsync.models import Connection
+
+    for days in (1, 2, 8, 15):
+        at = NOW + timedelta(days=days)
+        with Session(w.ctx.engine) as s, s.begin():  # the mirror is fresh: no sync needed
+            s.execute(update(Connection).where(Connection.id == w.cid)
+                      .values(last_synced_at=at))
+        report = run_pass(w.ctx, w.cid, at, sender=sender)
+        assert "error" not in report, report
+    assert [a.id for a in w.actions() if a.kind == "message"] == [mine.id]
+    assert {a.kind for a in w.actions()} == {"message", "task"}  # a person may still call
+    assert {m.recipient for m in sender.sent} == {"ap2@example.com"}
+    assert len(w.actions("C2")) > 1  # the other customer is still chased
 
 
 def test_list_unsubscribe_one_click(sqlite_world: World) -> None:
