@@ -1,4 +1,5 @@
-"""CLI: ``arsync template`` — a company's own wording for any shipped template.
+"""CLI: ``arsync template`` — a company's own wording for any shipped template — and
+``arsync reply-to``, the address its customers' replies go to.
 
 An override is validated when it is saved (rendered against sample data: an unknown variable, a
 syntax error or an unsafe construct is refused with its line, exit 2) and the previous version
@@ -60,3 +61,27 @@ def template_reset(kind: Kind, name: Name, connection: ConnReq, as_json: JsonOpt
     DbTemplateStore(ctx.engine, ctx.clock).delete(str(connection), kind, name)
     emit(as_json, {"connection_id": connection, "kind": kind, "name": name, "status": "reset"},
          lambda: [f"connection {connection}: {kind}/{name} reset to the shipped template"])
+
+
+@app.command("reply-to")
+@command
+def reply_to(address: Annotated[str, typer.Argument(help="e.g. 'Acme Billing <ar@acme.com>'")],
+             connection: ConnReq, as_json: JsonOpt = False) -> None:
+    """Where customers' replies to a company's messages go (the Reply-To header)."""
+    from email.utils import parseaddr
+
+    from sqlmodel import Session
+
+    from arsync.models import Connection
+
+    addr = parseaddr(address)[1]
+    if "@" not in addr or " " in addr or len(address) > 254:
+        raise InputError(f"not an email address: {address!r}")
+    ctx = context()
+    ctx.connection(connection)
+    with Session(ctx.engine) as s, s.begin():
+        conn = s.get(Connection, connection)
+        assert conn is not None
+        conn.reply_to = address.strip()
+    emit(as_json, {"connection_id": connection, "reply_to": address.strip()},
+         lambda: [f"connection {connection}: replies go to {address.strip()}"])

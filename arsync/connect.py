@@ -76,5 +76,8 @@ def refresh_company(ctx: AppContext, conn: Connection, *, keep_name: bool = Fals
         if not keep_name:
             row.name = info.name
         row.currency, row.country, row.timezone = info.currency, info.country, info.timezone
+        if info.email and not row.reply_to:  # a person's choice (arsync reply-to) stands
+            row.reply_to = info.email
+        conn.reply_to = row.reply_to
     conn.name = conn.name if keep_name else info.name
     conn.currency, conn.country, conn.timezone = info.currency, info.country, info.timezone

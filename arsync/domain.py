@@ -76,6 +76,8 @@ class CompanyInfo:
     currency: str
     country: str
     timezone: str
+    #: The address the company talks to its customers from (None: the provider has none).
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

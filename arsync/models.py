@@ -72,6 +72,9 @@ class Connection(SQLModel, table=True):
     pilot_mode: bool = False
     #: The connection's own escalation policy (YAML, validated on save); None: the default.
     policy_yaml: str | None = None
+    #: Where customers' replies go (Reply-To): the company's customer-facing address from the
+    #: books when the provider has one (QuickBooks), else set by ``arsync reply-to``.
+    reply_to: str | None = Field(default=None, max_length=254)
 
 
 class SyncCursor(SQLModel, table=True):

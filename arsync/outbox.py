@@ -414,7 +414,8 @@ def _drain_connection(ctx: AppContext, cid: int, rows: list[Action], now: dateti
             continue
         views = {i.external_id: i for i in bundle.invoices}
         draft = Draft(row.id or 0, row.idempotency_key, cid, row.channel, row.template,
-                      row.stage, row.tone, recipient, mail_from, ctx.settings.mail_reply_to,
+                      row.stage, row.tone, recipient, mail_from,
+                      conn.reply_to or ctx.settings.mail_reply_to,
                       row.local_date, tuple(planned.invoice_external_ids))
         try:
             message = compose_message(

@@ -25,7 +25,7 @@ def connection_json(conn: Connection) -> dict[str, Any]:
             "name": conn.name, "status": conn.status,
             "last_synced_at": conn.last_synced_at.isoformat() if conn.last_synced_at else None,
             "status_reason": conn.status_reason, "currency": conn.currency,
-            "country": conn.country, "timezone": conn.timezone}
+            "country": conn.country, "timezone": conn.timezone, "reply_to": conn.reply_to}
 
 
 def invoices(session: Session, *, now: datetime, connection_id: int | None = None,

@@ -162,9 +162,13 @@ class QuickBooksConnector:
             raise MalformedPayloadError("QuickBooks Preferences lack CurrencyPrefs.HomeCurrency",
                                         provider=self.provider)
         self._home_currency = str(currency)
+        # The address meant for customers first, then the company's own.
+        email = ((info.get("CustomerCommunicationEmailAddr") or {}).get("Address")
+                 or (info.get("Email") or {}).get("Address"))
         return CompanyInfo(name=str(info.get("CompanyName") or self.realm_id),
                            currency=self._home_currency, country=country[:2].upper(),
-                           timezone=_zone(info.get("DefaultTimeZone"), country))
+                           timezone=_zone(info.get("DefaultTimeZone"), country),
+                           email=str(email).strip() or None if email else None)
 
     def sync(self, cursors: Mapping[Entity, datetime | None], *, full: bool) -> Iterator[SyncPage]:
         marks = [cursors.get(e) for e in ENTITIES]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,9 @@ def test_connect_sync_and_list_as_the_contract_says(
     assert {"id", "provider", "tenant_id", "name", "status", "last_synced_at"} <= conn.keys()
     assert (conn["provider"], conn["tenant_id"], conn["name"], conn["status"]) == (
         "quickbooks", REALM, "Books", "active")
+    # Replies go to the address the company uses with its customers in QuickBooks.
+    # (the sandbox's CustomerCommunicationEmailAddr is billing@<company slug>.example.com)
+    assert re.fullmatch(r"billing@[a-z0-9]+\.example\.com", conn["reply_to"] or "")
 
     out = run(env, "sync", "--json")
     assert out.returncode == 0, out.stderr

@@ -43,3 +43,13 @@ def test_set_show_reset(env: dict[str, str], db: Engine, tmp_path: Path) -> None
               "--connection", str(conn.id))["status"] == "reset"
     assert json.loads(arsync(env, "template", "show", "--connection", str(conn.id),
                              "--json").stdout) == []
+
+
+def test_reply_to(env: dict[str, str], db: Engine) -> None:  # noqa: F811
+    conn = seed(db, customers=1)
+    assert ok(env, "reply-to", "Billing <ar@acme.example>", "--connection", str(conn.id)) == {
+        "connection_id": conn.id, "reply_to": "Billing <ar@acme.example>"}
+    out = arsync(env, "reply-to", "not an address", "--connection", str(conn.id))
+    assert out.returncode == 2 and "not an email address" in out.stderr
+    [row] = ok(env, "connections")
+    assert row["id"] == conn.id

@@ -108,6 +108,22 @@ def test_drain_sends_the_rendered_message_with_every_header(
     assert msg["Subject"] and "$140.50" in msg["Subject"]
 
 
+def test_the_companys_own_reply_address_wins_over_the_default(
+        engine: Engine, tmp_path: Path, smtp_server: SmtpServer) -> None:
+    from arsync.models import Connection
+
+    ctx = _ctx(engine, tmp_path, smtp_server.port)
+    conn = seed(engine, customers=1)
+    with Session(engine) as s, s.begin():
+        s.execute(update(Connection).where(Connection.id == conn.id)
+                  .values(reply_to="Test Co Billing <billing@testco.example>"))
+    run_pass(ctx, conn.id or 0, NOW)
+    [envelope] = smtp_server.handler.received
+    msg = _parsed(envelope)
+    assert msg["Reply-To"] == "Test Co Billing <billing@testco.example>"
+    assert "<mailto:billing@testco.example?subject=unsubscribe>" in msg["List-Unsubscribe"]
+
+
 def test_a_5xx_refusal_fails_the_action_with_the_servers_reason(
         engine: Engine, tmp_path: Path, smtp_server: SmtpServer) -> None:
     smtp_server.handler.rcpt_reply = "550 5.1.1 <ap1@example.com>: mailbox unavailable"
