@@ -42,9 +42,10 @@ def make_customer(engine: Engine, conn: Connection, external_id: str, *,
 def make_invoice(engine: Engine, conn: Connection, external_id: str, customer: str, *,
                  due: date, amount: str = "100.00", balance: str | None = None,
                  status: str = "open", issued: date | None = None, currency: str = "USD",
-                 billing_email: str | None = None) -> Invoice:
+                 billing_email: str | None = None, number: str | None = None) -> Invoice:
     with Session(engine, expire_on_commit=False) as s:
-        row = Invoice(connection_id=conn.id or 0, external_id=external_id, number=external_id,
+        row = Invoice(connection_id=conn.id or 0, external_id=external_id,
+                      number=number or external_id,
                       customer_external_id=customer, currency=currency, total=Decimal(amount),
                       balance=Decimal(balance if balance is not None else amount),
                       issue_date=issued or date.fromordinal(due.toordinal() - 30), due_date=due,

@@ -92,12 +92,23 @@ def _action_rows(db: Session, actions: Iterable[Action],
         for ext_id, name in db.execute(select(Customer.external_id, Customer.name).where(
                 Customer.connection_id == cid, Customer.external_id.in_(ext))):  # type: ignore[attr-defined]
             customers[(cid, ext_id)] = name
+    # People know invoices by number (Xero's ids are GUIDs); the id stays when there is none.
+    numbers: dict[tuple[int, str], str] = {}
+    wanted: dict[int, set[str]] = {}
+    for a in actions:
+        wanted.setdefault(a.connection_id, set()).update(json.loads(a.invoice_ids_json))
+    for cid, inv_ids in wanted.items():
+        for ext_id, number in db.execute(select(Invoice.external_id, Invoice.number).where(
+                Invoice.connection_id == cid, Invoice.external_id.in_(sorted(inv_ids)))):  # type: ignore[attr-defined]
+            if number:
+                numbers[(cid, ext_id)] = number
     return [{
         "id": a.id, "connection": names.get(a.connection_id, ""),
         "connection_id": a.connection_id,
         "customer": customers.get((a.connection_id, a.customer_external_id),
                                   a.customer_external_id),
-        "invoices": json.loads(a.invoice_ids_json), "stage": a.stage, "channel": a.channel,
+        "invoices": [numbers.get((a.connection_id, i), i) for i in json.loads(a.invoice_ids_json)],
+        "stage": a.stage, "channel": a.channel,
         "kind": a.kind, "task_kind": a.task_kind,
         "status": "planned" if a.status == "sending" else a.status,
         "planned_for": a.planned_for, "sent_at": a.sent_at, "reason": a.status_reason,

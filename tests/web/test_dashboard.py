@@ -115,6 +115,19 @@ def test_dashboard_lists_approvals_tasks_and_recent_actions(
         assert f'data-action-id="{action_id}"' in recent
 
 
+def test_actions_name_invoices_by_number_not_provider_id(
+        signed_in: Browser, web_ctx: AppContext, books: dict[str, Connection]) -> None:
+    guid = "2c534567-2db7-431e-8831-efe41a8c6f31"  # how Xero identifies an invoice
+    make_invoice(web_ctx.engine, books["us"], guid, "C1", due=TODAY - timedelta(days=3),
+                 number="INV-0042")
+    task = make_action(web_ctx, books["us"], invoices=(guid, "GONE-1"), kind="task",
+                       task_kind="call", status="planned", stage="call-30")
+    html = signed_in.get("/").text
+    row = _row(html, f'data-action-id="{task}"')
+    assert "INV-0042" in row and guid not in row
+    assert "GONE-1" in row  # an invoice no longer mirrored is still named by its id
+
+
 def test_connection_page_lists_invoices_with_next_action(
         signed_in: Browser, web_ctx: AppContext, books: dict[str, Connection]) -> None:
     make_action(web_ctx, books["us"], invoices=("INV-1", "INV-2"), status="planned",
