@@ -247,10 +247,12 @@ def plan_connections(ctx: AppContext, conns: Sequence[Connection], now: datetime
     reviews: list[dict[str, Any]] = []
     started = ctx.clock.now()  # rows a sync touches after this keep their NULL mark
     with Session(ctx.engine) as s:
+        opted_out = _opted_out(s, [conn.id or 0 for conn in conns])
         for conn in conns:
             cid = conn.id or 0
             try:
-                planned, marks = _plan_connection(s, conn, now, full, results[cid])
+                planned, marks = _plan_connection(s, conn, now, full, results[cid],
+                                                  opted_out.get(cid, frozenset()))
             except SQLAlchemyError:
                 raise  # the database itself: the whole batch is retried by the next pass
             except Exception as exc:  # one connection's problem must not cost the others
@@ -283,7 +285,8 @@ def plan_connections(ctx: AppContext, conns: Sequence[Connection], now: datetime
 
 
 def _plan_connection(s: Session, conn: Connection, now: datetime, full: bool,
-                     result: PlanResult) -> tuple[list[dict[str, Any]], list[tuple[str, date]]]:
+                     result: PlanResult, opted_out: frozenset[tuple[str, str]] = frozenset(),
+                     ) -> tuple[list[dict[str, Any]], list[tuple[str, date]]]:
     """One connection's ledger rows and (customer, review date) marks, read in ``s``."""
     cid = conn.id or 0
     policy, company = policy_for(conn), company_of(conn)
@@ -302,7 +305,7 @@ def _plan_connection(s: Session, conn: Connection, now: datetime, full: bool,
             return [], []  # nothing changed and nothing became due: one indexed query
     bundles = load_bundles(s, conn, customers)
     rows, reviews, tasks = _plan(conn, bundles, policy, company, calendar, now, result,
-                                 _opted_out(s, cid))
+                                 opted_out)
     if tasks:
         # Lateness comes from payments allocated to invoices: with none, every share is 0.
         paid = _D_ALLOCATED.rows(db, {"cid": cid})[0][0]
@@ -364,13 +367,17 @@ def _sqlite_stamp(when: datetime) -> str:
 OPT_OUT_COVERS = {"email": ("email", "provider_email"), "sms": ("sms",)}
 
 
-def _opted_out(s: Session, cid: int) -> frozenset[tuple[str, str]]:
-    """(customer, planned channel) pairs the customers opted out of: never planned at all, so
-    no reminder is planned and cancelled (and noted on the invoice) every day."""
-    rows = s.execute(select(PayerOptOut.customer_external_id, PayerOptOut.channel)
-                     .where(PayerOptOut.connection_id == cid))
-    return frozenset((c, planned) for c, channel in rows
-                     for planned in OPT_OUT_COVERS.get(channel, (channel,)))
+def _opted_out(s: Session, cids: Sequence[int]) -> dict[int, frozenset[tuple[str, str]]]:
+    """Per connection, the (customer, planned channel) pairs its customers opted out of: never
+    planned at all, so no reminder is planned and cancelled (and noted on the invoice) every
+    day. One query per batch of connections."""
+    found: dict[int, set[tuple[str, str]]] = {}
+    for cid, customer, channel in s.execute(
+            select(PayerOptOut.connection_id, PayerOptOut.customer_external_id,
+                   PayerOptOut.channel).where(PayerOptOut.connection_id.in_(cids))):  # type: ignore[attr-defined]
+        found.setdefault(cid, set()).update(
+            (customer, planned) for planned in OPT_OUT_COVERS.get(channel, (channel,)))
+    return {cid: frozenset(pairs) for cid, pairs in found.items()}
 
 
 def _plan(conn: Connection, bundles: dict[str, CustomerBundle], policy: Policy,
