@@ -52,7 +52,6 @@ from arsync.views import (
 from arsync.work import late_shares, priority
 from rules import (
     BusinessCalendar,
-    CompanyContext,
     CoveredItem,
     Decision,
     PlannedAction,
@@ -190,23 +189,6 @@ def _later_due_date_stages(policy: Policy) -> dict[tuple[str, str], list[tuple[i
     return table
 
 
-_CALENDARS: dict[tuple[Any, ...], tuple[Policy, BusinessCalendar]] = {}
-
-
-def _calendar_for(policy: Policy, company: CompanyContext) -> BusinessCalendar:
-    """``BusinessCalendar.for_company``, built once per policy and place (a pass sees thousands
-    of connections in a handful of time zones)."""
-    key = (id(policy), company.timezone, company.country, company.subdivision)
-    cached = _CALENDARS.get(key)
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    calendar = BusinessCalendar.for_company(policy, company)
-    if len(_CALENDARS) >= 1024:
-        _CALENDARS.clear()
-    _CALENDARS[key] = (policy, calendar)
-    return calendar
-
-
 def _status_for(action: PlannedAction, conn: Connection,
                 recipient: str | None) -> tuple[str, str | None]:
     if action.kind == "task":
@@ -291,7 +273,7 @@ def _plan_connection(s: Session, conn: Connection, now: datetime, full: bool,
     cid = conn.id or 0
     policy, company = policy_for(conn), company_of(conn)
     try:
-        calendar = _calendar_for(policy, company)
+        calendar = BusinessCalendar.for_company(policy, company)  # memoised there
     except RuleInputError as exc:
         result.errors.append(f"connection {cid}: {exc}")
         return [], []

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from notes_quickbooks import editable_ids  # the sibling benchmark (run from benchmarks/)
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -76,17 +77,6 @@ def _drain_all(ctx: AppContext, clock: SimClock, cid: int) -> dict[str, Any]:
             "simulated_seconds": round(simulated, 1),
             "simulated_hours": round(simulated / 3600, 2),
             "wall_seconds": round(time.perf_counter() - wall0, 1)}
-
-
-def editable_ids(sandbox: QuickBooksSandbox, realm: str, n: int) -> list[str]:
-    """Invoices a person could edit: QuickBooks refuses edits once the customer is inactive."""
-    co = sandbox.company(realm)
-    with co.lock:
-        active = {c["Id"] for c in co.rows("Customer") if c.get("Active", True)}
-        ids = [inv["Id"] for inv in co.rows("Invoice") if inv["CustomerRef"]["value"] in active]
-    if len(ids) < n:
-        raise SystemExit(f"only {len(ids)} editable invoices")
-    return ids[:n]
 
 
 def quickbooks(n: int, tmp: Path) -> dict[str, Any]:
