@@ -131,14 +131,19 @@ def test_a_channel_without_a_sender_waits_planned_and_says_why(engine: Engine,
 
 def test_a_customer_who_unsubscribed_gets_no_email(engine: Engine, tmp_path: Path) -> None:
     ctx = context_on(engine, tmp_path, freshness_minutes=FOREVER)
-    conn = seed(engine, customers=2)
-    with Session(engine) as s, s.begin():
+    conn = seed(engine, customers=3)
+    with Session(engine) as s, s.begin():  # C2 opted out before planning: never planned
         s.add(PayerOptOut(connection_id=conn.id or 0, customer_external_id="C2",
+                          channel="email", created_at=NOW))
+    plan_connection(ctx, conn, NOW, full=True)
+    assert "C2:message" not in _actions(engine)
+    with Session(engine) as s, s.begin():  # C3 opts out between planning and sending
+        s.add(PayerOptOut(connection_id=conn.id or 0, customer_external_id="C3",
                           channel="email", created_at=NOW))
     sender = RecordingSender()
     run_pass(ctx, conn.id or 0, NOW, sender=sender)
     assert [m.recipient for m in sender.sent] == ["ap1@example.com"]
-    row = _actions(engine)["C2:message"]
+    row = _actions(engine)["C3:message"]
     assert (row.status, row.status_reason) == ("cancelled",
                                                "the customer unsubscribed from email")
 
