@@ -231,11 +231,15 @@ def _sqlite_datetime(value: Any, memo: dict[Any, Any]) -> str | None:
         return None
     text = memo.get(value)
     if text is None:
-        if value.tzinfo is None:  # as UTCDateTime: a naive datetime is refused
-            raise ValueError(f"naive datetime {value!r} cannot be stored; attach a time zone")
-        text = memo[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(
-            " ", "microseconds")
+        text = memo[value] = sqlite_stamp(value)
     return text
+
+
+def sqlite_stamp(value: datetime) -> str:
+    """An aware instant as ``UTCDateTime`` stores it on SQLite (naive UTC, with microseconds)."""
+    if value.tzinfo is None:  # as UTCDateTime: a naive datetime is refused
+        raise ValueError(f"naive datetime {value!r} cannot be stored; attach a time zone")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_date(value: Any, _memo: dict[Any, Any]) -> str | None:

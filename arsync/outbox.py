@@ -74,6 +74,7 @@ from arsync.render import RenderError
 from arsync.render_context import CompanyCtx
 from arsync.render_overrides import DbTemplateStore
 from arsync.views import CustomerBundle, company_of, load_bundles, policy_for, recipient_for
+from connectors.retry import RetryPolicy
 from rules import Decision, PlannedAction, evaluate_customer
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,7 @@ def worker_id() -> str:
 def retry_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> timedelta:
     """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))] (AWS's backoff advice), so
     many actions refused by one busy server do not all come back at the same instant."""
-    ceiling = min(cap, base * 2 ** max(0, min(attempt - 1, 30)))
-    return timedelta(seconds=rng.uniform(0, ceiling))
+    return timedelta(seconds=RetryPolicy(base=base, cap=cap).backoff(attempt - 1, rng))
 
 
 _RNG = random.SystemRandom()

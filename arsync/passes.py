@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,13 @@ from sqlmodel import Session
 
 from arsync.context import AppContext
 from arsync.errors import ArsyncError, InputError
-from arsync.ledger import driver_executemany, expire_unapproved, insert_counts, row_values
+from arsync.ledger import (
+    driver_executemany,
+    expire_unapproved,
+    insert_counts,
+    row_values,
+    sqlite_stamp,
+)
 from arsync.models import Allocation, Connection, Invoice
 from arsync.models_payer import PayerOptOut
 from arsync.outbox import DrainReport, Sender, drain_outbox, is_stale
@@ -251,7 +257,7 @@ def plan_connections(ctx: AppContext, conns: Sequence[Connection], now: datetime
     sqlite = ctx.engine.dialect.name == "sqlite"
     if sqlite and reviews:  # pre-converted tuples for the driver's executemany, built before
         sql, names, fixed = _sqlite_review_update(ctx.engine.dialect)  # the write lock is taken
-        values = dict(fixed, started=_sqlite_stamp(started))
+        values = dict(fixed, started=sqlite_stamp(started))
         marks = [tuple([values[n] if n in values else r[n].isoformat() if n == "d" else r[n]
                         for n in names]) for r in reviews]
     with Session(ctx.engine) as s, s.begin():
@@ -338,11 +344,6 @@ def _sqlite_review_update(dialect: Any) -> tuple[str, list[str], dict[str, Any]]
 
 
 _SQLITE_REVIEW: list[tuple[str, list[str], dict[str, Any]]] = []
-
-
-def _sqlite_stamp(when: datetime) -> str:
-    """An aware instant as ``UTCDateTime`` stores it on SQLite (naive UTC, with microseconds)."""
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 #: A payer's opt-out from a channel (on their page) covers these planned channels.

@@ -27,7 +27,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         # Full jitter (AWS architecture blog): spreads concurrent retriers apart.
-        return rng.uniform(0, min(self.cap, self.base * (2**attempt)))
+        return rng.uniform(0, min(self.cap, self.base * 2 ** max(0, min(attempt, 30))))
 
 
 def call_with_retries(call: Callable[[], T], *, policy: RetryPolicy,
